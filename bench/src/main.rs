@@ -1,1 +1,190 @@
-fn main() {}
+//! Benchmarks that print figures; they are never run as tests (see docs/PERFORMANCE.md).
+//!
+//! - `otaship-bench inspect [DIR]`: builds a 1 GiB `.ipa` (a large stored asset beside a
+//!   realistic app: 3,000 files, an icon, a profile) and inspects it repeatedly, printing
+//!   wall time and exactly how many bytes the reader asked of the file.
+//! - `otaship-bench hostile-corpus DIR`: writes the hostile archives that `bench/inspect`
+//!   feeds to the real binary to measure its time and peak memory on each.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use otaship_ipa::builder::{Data, IpaBuilder, Method, PlistFormat, ZipBuilder, ZipEntry, plist_bytes, profile_plist};
+use otaship_ipa::{CountingSource, FileSource, InspectOptions, inspect_ipa};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("inspect") => {
+            let dir = args.get(1).map_or_else(std::env::temp_dir, PathBuf::from);
+            inspect_large(&dir)
+        }
+        Some("hostile-corpus") => {
+            let dir = args.get(1).context("usage: otaship-bench hostile-corpus DIR")?;
+            hostile_corpus(Path::new(dir))
+        }
+        _ => bail!("usage: otaship-bench inspect [DIR] | hostile-corpus DIR"),
+    }
+}
+
+/// A realistic app with a 1 GiB stored asset.
+fn large_app() -> IpaBuilder {
+    let far_future = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(4_102_444_800);
+    let devices: Vec<String> = (0..100).map(|i| format!("00008030-{i:016X}")).collect();
+    let devices: Vec<&str> = devices.iter().map(String::as_str).collect();
+    let mut builder = IpaBuilder::new("com.example.large")
+        .info("CFBundleDisplayName", "Large Game")
+        .info(
+            "CFBundleIcons",
+            plist::Value::Dictionary(
+                [(
+                    "CFBundlePrimaryIcon".to_owned(),
+                    plist::Value::Dictionary(
+                        [("CFBundleIconFiles".to_owned(), plist::Value::Array(vec!["AppIcon60x60".into()]))]
+                            .into_iter()
+                            .collect(),
+                    ),
+                )]
+                .into_iter()
+                .collect(),
+            ),
+        )
+        .profile(profile_plist("TEAM.com.example.large", Some(&devices), false, false, far_future));
+    let icon_pixels: Vec<u8> = (0..180 * 180 * 4).map(|i| (i % 251) as u8).collect();
+    let icon = otaship_ipa::png::encode_rgba(180, 180, &icon_pixels).unwrap_or_default();
+    builder = builder.app_file("AppIcon60x60@3x.png", icon);
+    for index in 0..3_000 {
+        builder = builder.app_file(&format!("Resources/level{index:04}.json"), format!("{{\"level\":{index}}}"));
+    }
+    builder.entry(ZipEntry {
+        data: Data::Repeat { byte: 0x5a, len: 1 << 30 },
+        method: Method::Stored,
+        ..ZipEntry::stored("Payload/Example.app/Assets.bundle/world.pak", Vec::new())
+    })
+}
+
+fn inspect_large(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("otaship-bench-1gib.ipa");
+    let started = Instant::now();
+    let size = large_app().zip().write_to(BufWriter::new(File::create(&path).context("create the benchmark .ipa")?))?;
+    println!("built {} ({} bytes, {} entries) in {:.1?}", path.display(), size, 3_006, started.elapsed());
+
+    let runs = 30;
+    let mut times = Vec::with_capacity(runs);
+    let mut bytes = 0;
+    let mut reads = 0;
+    for _ in 0..runs {
+        let source = CountingSource::new(FileSource::new(File::open(&path)?)?);
+        let started = Instant::now();
+        let inspection = inspect_ipa(&source, &InspectOptions::default())?;
+        times.push(started.elapsed());
+        bytes = source.bytes_read();
+        reads = source.reads();
+        if inspection.report.bundle_id != "com.example.large" || inspection.report.icon.is_none() {
+            bail!("the benchmark app was not read correctly");
+        }
+    }
+    times.sort();
+    let median = times[runs / 2];
+    println!(
+        "inspect 1 GiB .ipa: median {:.2} ms, min {:.2} ms, max {:.2} ms over {runs} runs (warm page cache)",
+        ms(median),
+        ms(times[0]),
+        ms(times[runs - 1])
+    );
+    println!(
+        "bytes read: {bytes} ({:.3} MiB) in {reads} positioned reads, {:.5}% of the file",
+        bytes as f64 / f64::from(1 << 20),
+        bytes as f64 * 100.0 / size as f64
+    );
+    std::fs::remove_file(&path)?;
+    Ok(())
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn hostile_corpus(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let write = |name: &str, bytes: Vec<u8>| std::fs::write(dir.join(name), bytes);
+    let with_info = |data: Data, declared: Option<u64>| {
+        let mut zip = IpaBuilder::new("com.example.hostile").zip();
+        for entry in &mut zip.entries {
+            if entry.name.ends_with(b"Info.plist") {
+                entry.data = data.clone();
+                entry.declared_size = declared;
+            }
+        }
+        zip.to_bytes()
+    };
+    write("not-a-zip.ipa", b"hello, this is not an archive".repeat(1000))?;
+    let valid = IpaBuilder::new("com.example.hostile").to_bytes();
+    write("truncated.ipa", valid[..valid.len() / 2].to_vec())?;
+    write("no-payload.ipa", ZipBuilder::new().entry(ZipEntry::new("readme.txt", "x")).to_bytes())?;
+    let second = plist_bytes(&plist::Value::Dictionary(IpaBuilder::new("com.b").info), PlistFormat::Binary);
+    write(
+        "two-apps.ipa",
+        IpaBuilder::new("com.a").entry(ZipEntry::new("Payload/B.app/Info.plist", second)).to_bytes(),
+    )?;
+    write("plist-declared-huge.ipa", with_info(Data::Bytes(vec![b' '; 64 << 20]), None))?;
+    write("plist-bomb-1gib.ipa", with_info(Data::Bytes(vec![0; 1 << 30]), Some(200)))?;
+    let mut declared = IpaBuilder::new("x").zip();
+    declared.declared_entries = Some(u64::MAX / 2);
+    write("entries-declared-huge.ipa", declared.to_bytes())?;
+    let mut many = ZipBuilder::new();
+    many.entries.extend(IpaBuilder::new("com.example.many").zip().entries);
+    for index in 0..149_990 {
+        many.entries.push(ZipEntry::stored(format!("Payload/Example.app/f/{index:06}"), Vec::new()));
+    }
+    write("entries-at-limit-150k.ipa", many.to_bytes())?;
+    write(
+        "duplicate.ipa",
+        IpaBuilder::new("com.a")
+            .entry(ZipEntry::new("Payload/Example.app/Info.plist", "<plist><dict/></plist>"))
+            .to_bytes(),
+    )?;
+    let mut overlap = IpaBuilder::new("com.a").zip();
+    overlap.entries.push(ZipEntry { offset_override: Some(0), ..ZipEntry::new("Payload/Example.app/x", "x") });
+    write("overlap.ipa", overlap.to_bytes())?;
+    write("malformed-plist.ipa", with_info(Data::Bytes(b"<plist><dict><key>".to_vec()), None))?;
+    write("wrong-type.ipa", IpaBuilder::new("x").info("CFBundleIdentifier", 7).to_bytes())?;
+    write("dotdot.ipa", IpaBuilder::new("x").entry(ZipEntry::new("Payload/../../etc/x", "x")).to_bytes())?;
+    write("bplist-dag.ipa", with_info(Data::Bytes(bplist_dag()), None))?;
+    write(
+        "deep-nesting.ipa",
+        with_info(
+            Data::Bytes(
+                format!("<plist>{}{}</plist>", "<array>".repeat(100_000), "</array>".repeat(100_000)).into_bytes(),
+            ),
+            None,
+        ),
+    )?;
+    write("profile-bomb.ipa", IpaBuilder::new("x").profile(vec![0x30; 512 << 20]).to_bytes())?;
+    println!("wrote the hostile corpus to {}", dir.display());
+    Ok(())
+}
+
+/// 24 arrays of 14 references each to the next: 14^24 values if expanded.
+fn bplist_dag() -> Vec<u8> {
+    let mut bytes = b"bplist00".to_vec();
+    let mut offsets = Vec::new();
+    for level in 0..24u8 {
+        offsets.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        bytes.push(0xae);
+        bytes.extend(std::iter::repeat_n(level + 1, 14));
+    }
+    offsets.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+    bytes.extend_from_slice(&[0x51, b'a']);
+    let table = bytes.len() as u64;
+    bytes.extend_from_slice(&offsets);
+    bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0, 2, 1]);
+    bytes.extend_from_slice(&25u64.to_be_bytes());
+    bytes.extend_from_slice(&0u64.to_be_bytes());
+    bytes.extend_from_slice(&table.to_be_bytes());
+    bytes
+}

@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use otaship_ipa::{
-    inspect_ipa, read_profile, sha256_hex, FileSource, Finding, InspectOptions, IpaReport, Profile, ProfileKind,
-    Source,
+    FileSource, Finding, InspectOptions, IpaReport, Profile, ProfileKind, Source, inspect_ipa, read_profile, sha256_hex,
 };
 
-use super::{print, Failure};
+use super::{Failure, print};
 
 /// Arguments of `otaship inspect`.
 #[derive(Debug, clap::Args)]
@@ -35,15 +34,16 @@ pub fn run(args: &InspectArgs) -> Result<(), Failure> {
     let options = InspectOptions::default();
     if is_profile_path(&args.file) {
         if args.icon.is_some() {
-            return Err(Failure::Failed(anyhow::anyhow!("a provisioning profile has no icon; --icon works with an .ipa")));
+            return Err(Failure::Failed(anyhow::anyhow!(
+                "a provisioning profile has no icon; --icon works with an .ipa"
+            )));
         }
         return inspect_profile(args, &source, &options);
     }
     let inspection = inspect_ipa(&source, &options)?;
     let mut report = inspection.report;
     if args.sha256 {
-        report.sha256 =
-            Some(sha256_hex(&source).with_context(|| format!("cannot read {}", args.file.display()))?);
+        report.sha256 = Some(sha256_hex(&source).with_context(|| format!("cannot read {}", args.file.display()))?);
     }
     if let Some(out) = &args.icon {
         let png = inspection.icon_png.ok_or_else(|| {
@@ -53,11 +53,7 @@ pub fn run(args: &InspectArgs) -> Result<(), Failure> {
         })?;
         std::fs::write(out, png).with_context(|| format!("cannot write the icon to {}", out.display()))?;
     }
-    if args.json {
-        print(&format!("{}\n", to_json(&report)?))
-    } else {
-        print(&summary(&report))
-    }
+    if args.json { print(&format!("{}\n", to_json(&report)?)) } else { print(&summary(&report)) }
 }
 
 fn inspect_profile(args: &InspectArgs, source: &FileSource, options: &InspectOptions) -> Result<(), Failure> {
@@ -70,9 +66,7 @@ fn inspect_profile(args: &InspectArgs, source: &FileSource, options: &InspectOpt
         .into());
     }
     let mut bytes = vec![0; source.len() as usize];
-    source
-        .read_exact_at(0, &mut bytes)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    source.read_exact_at(0, &mut bytes).with_context(|| format!("cannot read {}", args.file.display()))?;
     let what = args.file.display().to_string();
     let profile = read_profile(&bytes, &options.limits, options.now, &what)?;
     if args.json {
@@ -85,11 +79,9 @@ fn inspect_profile(args: &InspectArgs, source: &FileSource, options: &InspectOpt
 }
 
 fn is_profile_path(path: &Path) -> bool {
-    path.extension()
-        .and_then(|extension| extension.to_str())
-        .is_some_and(|extension| {
-            extension.eq_ignore_ascii_case("mobileprovision") || extension.eq_ignore_ascii_case("provisionprofile")
-        })
+    path.extension().and_then(|extension| extension.to_str()).is_some_and(|extension| {
+        extension.eq_ignore_ascii_case("mobileprovision") || extension.eq_ignore_ascii_case("provisionprofile")
+    })
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Failure> {

@@ -43,10 +43,7 @@ impl From<otaship_ipa::IpaError> for Failure {
     fn from(error: otaship_ipa::IpaError) -> Self {
         match error {
             otaship_ipa::IpaError::Io(io) => Failure::Failed(io.into()),
-            refused => Failure::Refused {
-                code: refused.code(),
-                message: refused.to_string(),
-            },
+            refused => Failure::Refused { code: refused.code(), message: refused.to_string() },
         }
     }
 }

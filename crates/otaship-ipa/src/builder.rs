@@ -7,8 +7,8 @@
 
 use std::io::{self, Write};
 
-use flate2::write::DeflateEncoder;
 use flate2::Compression;
+use flate2::write::DeflateEncoder;
 use plist::{Dictionary, Value};
 
 /// How an entry is compressed.
@@ -18,6 +18,9 @@ pub enum Method {
     Stored,
     /// Raw DEFLATE.
     Deflated,
+    /// The bytes are written as they are, under this method number (to forge corrupt or
+    /// unsupported entries).
+    Raw(u16),
 }
 
 /// The bytes of an entry.
@@ -51,6 +54,8 @@ pub struct ZipEntry {
     pub offset_override: Option<u64>,
     /// Flag bits to set (e.g. 1 for "encrypted").
     pub extra_flags: u16,
+    /// CRC-32 to record instead of the real one.
+    pub crc_override: Option<u32>,
 }
 
 impl ZipEntry {
@@ -64,15 +69,13 @@ impl ZipEntry {
             local_name: None,
             offset_override: None,
             extra_flags: 0,
+            crc_override: None,
         }
     }
 
     /// A stored entry with these bytes.
     pub fn stored(name: impl Into<Vec<u8>>, data: impl Into<Vec<u8>>) -> Self {
-        ZipEntry {
-            method: Method::Stored,
-            ..ZipEntry::new(name, data)
-        }
+        ZipEntry { method: Method::Stored, ..ZipEntry::new(name, data) }
     }
 
     /// A directory entry.
@@ -119,7 +122,9 @@ impl ZipBuilder {
         for entry in &self.entries {
             let offset = out.written;
             let (compressed, crc, size) = match (&entry.data, entry.method) {
-                (Data::Bytes(bytes), Method::Stored) => (None, crc32fast::hash(bytes), bytes.len() as u64),
+                (Data::Bytes(bytes), Method::Stored | Method::Raw(_)) => {
+                    (None, crc32fast::hash(bytes), bytes.len() as u64)
+                }
                 (Data::Bytes(bytes), Method::Deflated) => {
                     let mut encoder = DeflateEncoder::new(Vec::new(), Compression::default());
                     encoder.write_all(bytes)?;
@@ -139,8 +144,14 @@ impl ZipBuilder {
             };
             let compressed_size = compressed.as_ref().map_or(size, |bytes| bytes.len() as u64);
             let declared = entry.declared_size.unwrap_or(size);
-            let zip64 = self.force_zip64 || declared >= 0xffff_ffff || compressed_size >= 0xffff_ffff || offset >= 0xffff_ffff;
-            let method: u16 = if entry.method == Method::Stored { 0 } else { 8 };
+            let crc = entry.crc_override.unwrap_or(crc);
+            let zip64 =
+                self.force_zip64 || declared >= 0xffff_ffff || compressed_size >= 0xffff_ffff || offset >= 0xffff_ffff;
+            let method: u16 = match entry.method {
+                Method::Stored => 0,
+                Method::Deflated => 8,
+                Method::Raw(method) => method,
+            };
             let local_name = entry.local_name.as_ref().unwrap_or(&entry.name);
             let flags = entry.extra_flags | if is_utf8_non_ascii(&entry.name) { 1 << 11 } else { 0 };
             let mut local_extra = Vec::new();
@@ -350,13 +361,12 @@ impl IpaBuilder {
     /// The zip layout, to tweak further.
     pub fn zip(&self) -> ZipBuilder {
         let app = format!("Payload/{}.app", self.app_name);
-        let mut zip = ZipBuilder::new()
-            .entry(ZipEntry::dir("Payload/"))
-            .entry(ZipEntry::dir(format!("{app}/")))
-            .entry(ZipEntry::new(
+        let mut zip = ZipBuilder::new().entry(ZipEntry::dir("Payload/")).entry(ZipEntry::dir(format!("{app}/"))).entry(
+            ZipEntry::new(
                 format!("{app}/Info.plist"),
                 plist_bytes(&Value::Dictionary(self.info.clone()), self.info_format),
-            ));
+            ),
+        );
         if let Some(profile) = &self.profile {
             zip = zip.entry(ZipEntry::new(format!("{app}/embedded.mobileprovision"), profile.clone()));
         }
@@ -398,10 +408,7 @@ pub fn profile_plist(
     dict.insert("ExpirationDate".into(), Value::Date(expires.into()));
     dict.insert("Entitlements".into(), Value::Dictionary(entitlements));
     if let Some(devices) = devices {
-        dict.insert(
-            "ProvisionedDevices".into(),
-            Value::Array(devices.iter().map(|udid| Value::from(*udid)).collect()),
-        );
+        dict.insert("ProvisionedDevices".into(), Value::Array(devices.iter().map(|udid| Value::from(*udid)).collect()));
     }
     if provisions_all {
         dict.insert("ProvisionsAllDevices".into(), true.into());

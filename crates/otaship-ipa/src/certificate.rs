@@ -45,23 +45,12 @@ pub fn summarize(der_bytes: &[u8]) -> Result<CertificateSummary, DerError> {
     let mut times = validity.children();
     let not_before = parse_time(&times.next().unwrap_or(Err(DerError("no notBefore")))?)?;
     let expires_at = parse_time(&times.next().unwrap_or(Err(DerError("no notAfter")))?)?;
-    let sha1 = Sha1::digest(der_bytes)
-        .iter()
-        .map(|byte| format!("{byte:02X}"))
-        .collect();
-    Ok(CertificateSummary {
-        subject: common_name(&subject)?,
-        not_before,
-        expires_at,
-        sha1,
-    })
+    let sha1 = Sha1::digest(der_bytes).iter().map(|byte| format!("{byte:02X}")).collect();
+    Ok(CertificateSummary { subject: common_name(&subject)?, not_before, expires_at, sha1 })
 }
 
 fn first<'a>(element: &Element<'a>) -> Result<Element<'a>, DerError> {
-    element
-        .children()
-        .next()
-        .unwrap_or(Err(DerError("empty certificate")))
+    element.children().next().unwrap_or(Err(DerError("empty certificate")))
 }
 
 fn common_name(name: &Element<'_>) -> Result<Option<String>, DerError> {

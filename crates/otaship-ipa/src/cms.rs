@@ -7,7 +7,7 @@
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use crate::der::{self, oid, DerError, Element};
+use crate::der::{self, DerError, Element, oid};
 
 /// What the digest check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,11 +89,7 @@ pub fn parse_signed_data(bytes: &[u8]) -> Result<SignedData, DerError> {
     }
     let signer_infos = signer_infos.ok_or(DerError("the CMS message has no signerInfos"))?;
     let digest = check_signers(&signer_infos, &content)?;
-    Ok(SignedData {
-        content,
-        digest,
-        certificates,
-    })
+    Ok(SignedData { content, digest, certificates })
 }
 
 fn check_signers(signer_infos: &Element<'_>, content: &[u8]) -> Result<DigestCheck, DerError> {
@@ -126,9 +122,7 @@ fn check_signers(signer_infos: &Element<'_>, content: &[u8]) -> Result<DigestChe
         };
         result = Some(match (result, check) {
             (_, DigestCheck::Invalid) | (Some(DigestCheck::Invalid), _) => DigestCheck::Invalid,
-            (_, DigestCheck::Unverified) | (Some(DigestCheck::Unverified), _) => {
-                DigestCheck::Unverified
-            }
+            (_, DigestCheck::Unverified) | (Some(DigestCheck::Unverified), _) => DigestCheck::Unverified,
             _ => DigestCheck::Valid,
         });
     }
@@ -164,9 +158,5 @@ fn next<'a>(children: &mut der::Children<'a>) -> Result<Element<'a>, DerError> {
 }
 
 fn expect_tag(element: &Element<'_>, tag: u8) -> Result<(), DerError> {
-    if element.tag == tag {
-        Ok(())
-    } else {
-        Err(DerError("unexpected ASN.1 structure"))
-    }
+    if element.tag == tag { Ok(()) } else { Err(DerError("unexpected ASN.1 structure")) }
 }

@@ -53,10 +53,7 @@ impl<'a> Element<'a> {
 
     /// The child elements of a constructed element.
     pub fn children(&self) -> Children<'a> {
-        Children {
-            rest: self.content,
-            depth: 0,
-        }
+        Children { rest: self.content, depth: 0 }
     }
 
     /// The bytes of an OCTET STRING, joining the segments of a constructed one.
@@ -136,14 +133,7 @@ fn parse_one(input: &[u8], depth: usize) -> Result<(Element<'_>, usize), DerErro
             if rest.starts_with(&[0, 0]) {
                 let content = &input[header..at];
                 let used = at + 2;
-                return Ok((
-                    Element {
-                        tag,
-                        content,
-                        raw: &input[..used],
-                    },
-                    used,
-                ));
+                return Ok((Element { tag, content, raw: &input[..used] }, used));
             }
             let (_, used) = parse_one(rest, depth + 1)?;
             at += used;
@@ -156,22 +146,13 @@ fn parse_one(input: &[u8], depth: usize) -> Result<(Element<'_>, usize), DerErro
         if count > 4 {
             return Err(DerError("length too large"));
         }
-        let bytes = input
-            .get(2..2 + count)
-            .ok_or(DerError("unexpected end of data"))?;
+        let bytes = input.get(2..2 + count).ok_or(DerError("unexpected end of data"))?;
         header += count;
         bytes.iter().fold(0usize, |acc, &byte| (acc << 8) | usize::from(byte))
     };
     let end = header.checked_add(length).ok_or(DerError("length too large"))?;
     let content = input.get(header..end).ok_or(DerError("unexpected end of data"))?;
-    Ok((
-        Element {
-            tag,
-            content,
-            raw: &input[..end],
-        },
-        end,
-    ))
+    Ok((Element { tag, content, raw: &input[..end] }, end))
 }
 
 /// Well-known object identifiers, as their DER content bytes.

@@ -15,11 +15,15 @@ pub enum IpaError {
     Io(#[from] io::Error),
 
     /// No zip end-of-central-directory record: not a zip archive at all.
-    #[error("this is not a zip archive, so it is not an .ipa; export the app again from Xcode (Product > Archive > Distribute App)")]
+    #[error(
+        "this is not a zip archive, so it is not an .ipa; export the app again from Xcode (Product > Archive > Distribute App)"
+    )]
     NotAZip,
 
     /// The archive ends before the structures it declares.
-    #[error("the zip archive is truncated ({detail}); the file was probably cut short during upload or copy, so send the complete .ipa again")]
+    #[error(
+        "the zip archive is truncated ({detail}); the file was probably cut short during upload or copy, so send the complete .ipa again"
+    )]
     Truncated {
         /// What was missing.
         detail: String,
@@ -40,7 +44,9 @@ pub enum IpaError {
     },
 
     /// More entries than [`crate::Limits::max_entries`].
-    #[error("the archive lists {count} entries, more than the limit of {limit}; if this is a real app, raise the entry limit")]
+    #[error(
+        "the archive lists {count} entries, more than the limit of {limit}; if this is a real app, raise the entry limit"
+    )]
     TooManyEntries {
         /// Entries declared.
         count: u64,
@@ -58,14 +64,18 @@ pub enum IpaError {
     },
 
     /// Two entries carry the same name: a device and this reader could see different files.
-    #[error("the archive holds two entries named {name:?}; a device could install a different file than the one inspected, so the archive is refused")]
+    #[error(
+        "the archive holds two entries named {name:?}; a device could install a different file than the one inspected, so the archive is refused"
+    )]
     DuplicateEntry {
         /// The repeated name.
         name: String,
     },
 
     /// Two entries share bytes, or an entry runs into the central directory.
-    #[error("the entries {first:?} and {second:?} overlap inside the archive (a zip-bomb or parser-confusion trick); the archive is refused")]
+    #[error(
+        "the entries {first:?} and {second:?} overlap inside the archive (a zip-bomb or parser-confusion trick); the archive is refused"
+    )]
     OverlappingEntries {
         /// The earlier entry.
         first: String,
@@ -74,7 +84,9 @@ pub enum IpaError {
     },
 
     /// A local header disagrees with the central directory.
-    #[error("the entry {name:?} has a local header that disagrees with the central directory ({detail}); a device could see a different file, so the archive is refused")]
+    #[error(
+        "the entry {name:?} has a local header that disagrees with the central directory ({detail}); a device could see a different file, so the archive is refused"
+    )]
     HeaderMismatch {
         /// Entry name.
         name: String,
@@ -83,7 +95,9 @@ pub enum IpaError {
     },
 
     /// An entry name that could escape a directory: `..`, absolute, backslashes, NUL.
-    #[error("the archive holds an unsafe entry name {name:?} (absolute, with '..', a backslash or a NUL); the archive is refused")]
+    #[error(
+        "the archive holds an unsafe entry name {name:?} (absolute, with '..', a backslash or a NUL); the archive is refused"
+    )]
     UnsafePath {
         /// The name.
         name: String,
@@ -110,7 +124,9 @@ pub enum IpaError {
     },
 
     /// A zip with no `Payload/` folder.
-    #[error("the archive has no Payload/ folder, so it is not an .ipa; export it with Xcode's Distribute App, not by zipping the .app yourself")]
+    #[error(
+        "the archive has no Payload/ folder, so it is not an .ipa; export it with Xcode's Distribute App, not by zipping the .app yourself"
+    )]
     NoPayload,
 
     /// `Payload/` without an `.app` bundle.
@@ -203,15 +219,11 @@ impl IpaError {
     }
 
     pub(crate) fn truncated(detail: impl Into<String>) -> Self {
-        IpaError::Truncated {
-            detail: detail.into(),
-        }
+        IpaError::Truncated { detail: detail.into() }
     }
 
     pub(crate) fn malformed(detail: impl Into<String>) -> Self {
-        IpaError::Malformed {
-            detail: detail.into(),
-        }
+        IpaError::Malformed { detail: detail.into() }
     }
 }
 

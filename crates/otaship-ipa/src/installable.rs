@@ -141,11 +141,7 @@ pub(crate) fn assess(facts: &Facts<'_>) -> Installability {
         }
     }
     warnings.extend(facts.icon_warning.clone());
-    Installability {
-        ok: problems.is_empty(),
-        problems,
-        warnings,
-    }
+    Installability { ok: problems.is_empty(), problems, warnings }
 }
 
 /// The checks that apply to the main app and to each extension alike.
@@ -159,11 +155,7 @@ fn check_bundle(
     warnings: &mut Vec<Finding>,
 ) {
     let bundle = main_profile.map(|_| path);
-    let subject = if main_profile.is_some() {
-        format!("The extension {path}")
-    } else {
-        "The app".to_owned()
-    };
+    let subject = if main_profile.is_some() { format!("The extension {path}") } else { "The app".to_owned() };
     let Some(profile) = profile else {
         problems.push(finding(
             "unsigned",
@@ -283,11 +275,7 @@ fn check_bundle(
 }
 
 fn finding(code: &'static str, message: &str, bundle: Option<&str>) -> Finding {
-    Finding {
-        code,
-        message: message.to_owned(),
-        bundle: bundle.map(str::to_owned),
-    }
+    Finding { code, message: message.to_owned(), bundle: bundle.map(str::to_owned) }
 }
 
 fn date(at: OffsetDateTime) -> String {

@@ -37,7 +37,7 @@ pub use error::{IpaError, Result};
 pub use info::{BundleInfo, Platform};
 pub use installable::{Finding, Installability};
 pub use limits::Limits;
-pub use profile::{read_profile, Profile, ProfileKind, SignatureState};
+pub use profile::{Profile, ProfileKind, SignatureState, read_profile};
 pub use source::{CountingSource, FileSource, Source};
 
 use installable::{Facts, NestedBundle};
@@ -54,10 +54,7 @@ pub struct InspectOptions {
 
 impl Default for InspectOptions {
     fn default() -> Self {
-        InspectOptions {
-            limits: Limits::default(),
-            now: OffsetDateTime::now_utc(),
-        }
+        InspectOptions { limits: Limits::default(), now: OffsetDateTime::now_utc() }
     }
 }
 
@@ -143,9 +140,7 @@ pub fn inspect_ipa<S: Source + ?Sized>(source: &S, options: &InspectOptions) -> 
     let info_dict = plist::parse_dictionary(&info_bytes, limits, &info_name)?;
     let info = info::bundle_info(&info_dict, &info_name)?;
     let profile = read_embedded_profile(&archive, &app, options)?;
-    let has_code_signature = archive
-        .find(format!("{app}/_CodeSignature/CodeResources").as_bytes())
-        .is_some();
+    let has_code_signature = archive.find(format!("{app}/_CodeSignature/CodeResources").as_bytes()).is_some();
     let app_store_metadata = archive.find(b"iTunesMetadata.plist").is_some();
 
     let mut nested = Vec::new();
@@ -162,14 +157,8 @@ pub fn inspect_ipa<S: Source + ?Sized>(source: &S, options: &InspectOptions) -> 
     }
 
     let (icon, icon_png, icon_warning) = choose_icon(&archive, &app, &info, limits);
-    let bundles: Vec<NestedBundle<'_>> = nested
-        .iter()
-        .map(|(path, _, info, profile)| NestedBundle {
-            path,
-            info,
-            profile: profile.as_ref(),
-        })
-        .collect();
+    let bundles: Vec<NestedBundle<'_>> =
+        nested.iter().map(|(path, _, info, profile)| NestedBundle { path, info, profile: profile.as_ref() }).collect();
     let installable = installable::assess(&Facts {
         app_path: &app,
         info: &info,
@@ -182,12 +171,7 @@ pub fn inspect_ipa<S: Source + ?Sized>(source: &S, options: &InspectOptions) -> 
     });
     let extensions = nested
         .into_iter()
-        .map(|(path, kind, info, profile)| ExtensionReport {
-            bundle_id: info.bundle_id,
-            path,
-            kind,
-            profile,
-        })
+        .map(|(path, kind, info, profile)| ExtensionReport { bundle_id: info.bundle_id, path, kind, profile })
         .collect();
     let report = IpaReport {
         bundle_id: info.bundle_id,
@@ -246,11 +230,7 @@ fn locate_app<S: Source + ?Sized>(archive: &Archive<'_, S>) -> Result<String> {
         [app] => Ok(format!("Payload/{}", zip::display_name(app))),
         many => Err(IpaError::MultipleApps {
             count: many.len(),
-            names: many
-                .iter()
-                .map(|name| zip::display_name(name))
-                .collect::<Vec<_>>()
-                .join(", "),
+            names: many.iter().map(|name| zip::display_name(name)).collect::<Vec<_>>().join(", "),
         }),
     }
 }
@@ -315,16 +295,11 @@ fn choose_icon<S: Source + ?Sized>(
             continue;
         }
         let file = zip::display_name(file);
-        if let Some(pixels) = info
-            .icon_files
-            .iter()
-            .filter_map(|base| icon_pixels(base, &file))
-            .max()
-        {
+        if let Some(pixels) = info.icon_files.iter().filter_map(|base| icon_pixels(base, &file)).max() {
             candidates.push((pixels, entry.size, entry.index, format!("{prefix}{file}")));
         }
     }
-    candidates.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    candidates.sort_by_key(|candidate| std::cmp::Reverse((candidate.0, candidate.1)));
     let mut failure = None;
     for (_, _, index, name) in candidates.iter().take(3) {
         let decoded = archive
@@ -333,12 +308,8 @@ fn choose_icon<S: Source + ?Sized>(
             .and_then(|bytes| png::normalize(&bytes, limits.max_icon_dimension).map_err(|error| error.to_string()));
         match decoded {
             Ok(icon) => {
-                let info = IconInfo {
-                    width: icon.width,
-                    height: icon.height,
-                    crushed: icon.crushed,
-                    entry: name.clone(),
-                };
+                let info =
+                    IconInfo { width: icon.width, height: icon.height, crushed: icon.crushed, entry: name.clone() };
                 return (Some(info), Some(icon.png), None);
             }
             Err(reason) => failure = Some(format!("{name}: {reason}")),
@@ -353,7 +324,8 @@ fn choose_icon<S: Source + ?Sized>(
     } else if !info.icon_files.is_empty() || archive.find(format!("{prefix}Assets.car").as_bytes()).is_some() {
         Some(Finding {
             code: "icon-in-asset-catalog",
-            message: "The app icon exists only inside Assets.car, which is not read; pages show a placeholder.".to_owned(),
+            message: "The app icon exists only inside Assets.car, which is not read; pages show a placeholder."
+                .to_owned(),
             bundle: None,
         })
     } else {
@@ -368,10 +340,7 @@ fn icon_pixels(base: &str, file: &str) -> Option<u32> {
     let base = base.strip_suffix(".png").unwrap_or(base);
     let stem = file.strip_suffix(".png").or_else(|| file.strip_suffix(".PNG"))?;
     let rest = stem.strip_prefix(base)?;
-    let rest = rest
-        .strip_suffix("~ipad")
-        .or_else(|| rest.strip_suffix("~iphone"))
-        .unwrap_or(rest);
+    let rest = rest.strip_suffix("~ipad").or_else(|| rest.strip_suffix("~iphone")).unwrap_or(rest);
     let scale = match rest {
         "" => 1.0,
         "@2x" => 2.0,
@@ -383,9 +352,7 @@ fn icon_pixels(base: &str, file: &str) -> Option<u32> {
         .trim_end_matches(|c: char| c.is_ascii_digit() || c == '.')
         .strip_suffix('x')
         .and_then(|head| {
-            let start = head
-                .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .map_or(0, |at| at + 1);
+            let start = head.rfind(|c: char| !(c.is_ascii_digit() || c == '.')).map_or(0, |at| at + 1);
             head[start..].parse::<f64>().ok()
         })
         .unwrap_or(0.0);

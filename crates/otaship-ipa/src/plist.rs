@@ -19,14 +19,8 @@ pub fn parse(bytes: &[u8], limits: &Limits, what: &str) -> Result<Value> {
     let mut events = Reader::new(Cursor::new(bytes));
     let mut stack: Vec<Container> = Vec::new();
     let mut budget = limits.max_plist_objects;
-    let too_complex = || IpaError::PlistTooComplex {
-        what: what.to_owned(),
-        limit: limits.max_plist_objects,
-    };
-    let malformed = |detail: String| IpaError::MalformedPlist {
-        what: what.to_owned(),
-        detail,
-    };
+    let too_complex = || IpaError::PlistTooComplex { what: what.to_owned(), limit: limits.max_plist_objects };
+    let malformed = |detail: String| IpaError::MalformedPlist { what: what.to_owned(), detail };
     loop {
         let event = match events.next() {
             Some(Ok(event)) => event,
@@ -82,10 +76,7 @@ pub fn parse(bytes: &[u8], limits: &Limits, what: &str) -> Result<Value> {
 pub fn parse_dictionary(bytes: &[u8], limits: &Limits, what: &str) -> Result<Dictionary> {
     match parse(bytes, limits, what)? {
         Value::Dictionary(dict) => Ok(dict),
-        _ => Err(IpaError::MalformedPlist {
-            what: what.to_owned(),
-            detail: "its root is not a dictionary".to_owned(),
-        }),
+        _ => Err(IpaError::MalformedPlist { what: what.to_owned(), detail: "its root is not a dictionary".to_owned() }),
     }
 }
 
@@ -111,10 +102,7 @@ impl<'a> Keys<'a> {
     }
 
     pub fn required_string(&self, key: &'static str) -> Result<&'a str> {
-        self.optional_string(key)?.ok_or_else(|| IpaError::MissingKey {
-            what: self.what.to_owned(),
-            key,
-        })
+        self.optional_string(key)?.ok_or_else(|| IpaError::MissingKey { what: self.what.to_owned(), key })
     }
 
     pub fn optional_bool(&self, key: &'static str) -> Result<Option<bool>> {
@@ -151,10 +139,6 @@ impl<'a> Keys<'a> {
     }
 
     pub fn wrong_type(&self, key: &'static str, expected: &'static str) -> IpaError {
-        IpaError::WrongType {
-            what: self.what.to_owned(),
-            key,
-            expected,
-        }
+        IpaError::WrongType { what: self.what.to_owned(), key, expected }
     }
 }

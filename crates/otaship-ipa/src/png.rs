@@ -65,20 +65,10 @@ pub fn normalize(bytes: &[u8], max_dimension: u32) -> Result<NormalizedPng, PngE
     if is_crushed(bytes) {
         let image = decode_crushed(bytes, max_dimension)?;
         let png = encode_rgba(image.width, image.height, &image.rgba)?;
-        Ok(NormalizedPng {
-            width: image.width,
-            height: image.height,
-            crushed: true,
-            png,
-        })
+        Ok(NormalizedPng { width: image.width, height: image.height, crushed: true, png })
     } else {
         let (width, height) = check_plain(bytes, max_dimension)?;
-        Ok(NormalizedPng {
-            width,
-            height,
-            crushed: false,
-            png: bytes.to_vec(),
-        })
+        Ok(NormalizedPng { width, height, crushed: false, png: bytes.to_vec() })
     }
 }
 
@@ -123,10 +113,7 @@ pub fn decode_crushed(bytes: &[u8], max_dimension: u32) -> Result<RgbaImage, Png
                 break;
             }
             _ if kind[0].is_ascii_uppercase() => {
-                return Err(error(format!(
-                    "unknown critical chunk {:?}",
-                    String::from_utf8_lossy(&kind)
-                )));
+                return Err(error(format!("unknown critical chunk {:?}", String::from_utf8_lossy(&kind))));
             }
             _ => {}
         }
@@ -169,15 +156,8 @@ const COLOUR_GREY_ALPHA: u8 = 4;
 const COLOUR_RGBA: u8 = 6;
 
 /// Adam7: (x start, y start, x step, y step) of the seven passes.
-const ADAM7: [(u32, u32, u32, u32); 7] = [
-    (0, 0, 8, 8),
-    (4, 0, 8, 8),
-    (0, 4, 4, 8),
-    (2, 0, 4, 4),
-    (0, 2, 2, 4),
-    (1, 0, 2, 2),
-    (0, 1, 1, 2),
-];
+const ADAM7: [(u32, u32, u32, u32); 7] =
+    [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)];
 
 #[derive(Debug, Clone, Copy)]
 struct Header {
@@ -199,9 +179,7 @@ impl Header {
             return Err(error("the image has no pixels"));
         }
         if width > max_dimension || height > max_dimension {
-            return Err(error(format!(
-                "the image is {width}x{height}, larger than {max_dimension} pixels a side"
-            )));
+            return Err(error(format!("the image is {width}x{height}, larger than {max_dimension} pixels a side")));
         }
         let (bit_depth, colour_type) = (data[8], data[9]);
         let valid_depth = match colour_type {
@@ -211,20 +189,12 @@ impl Header {
             _ => false,
         };
         if !valid_depth {
-            return Err(error(format!(
-                "colour type {colour_type} with bit depth {bit_depth} is not valid PNG"
-            )));
+            return Err(error(format!("colour type {colour_type} with bit depth {bit_depth} is not valid PNG")));
         }
         if data[10] != 0 || data[11] != 0 || data[12] > 1 {
             return Err(error("unknown compression, filter or interlace method"));
         }
-        Ok(Header {
-            width,
-            height,
-            bit_depth,
-            colour_type,
-            interlaced: data[12] == 1,
-        })
+        Ok(Header { width, height, bit_depth, colour_type, interlaced: data[12] == 1 })
     }
 
     fn channels(&self) -> usize {
@@ -298,11 +268,7 @@ impl Header {
                 std::mem::swap(&mut previous, &mut current);
             }
         }
-        Ok(RgbaImage {
-            width: self.width,
-            height: self.height,
-            rgba,
-        })
+        Ok(RgbaImage { width: self.width, height: self.height, rgba })
     }
 
     /// Raw sample `index` (a channel of a pixel, or a whole sub-byte pixel) of a row.
@@ -320,7 +286,7 @@ impl Header {
     }
 
     /// Scales a raw sample to 8 bits.
-    fn to_8bit(&self, value: u16) -> u8 {
+    fn scale_to_8bit(&self, value: u16) -> u8 {
         match self.bit_depth {
             16 => (value >> 8) as u8,
             8 => value as u8,
@@ -337,25 +303,25 @@ impl Header {
                 let grey = sample(0);
                 let key = transparency.and_then(|key| be16(key, 0));
                 let alpha = if key == Some(grey) { 0 } else { 255 };
-                let value = self.to_8bit(grey);
+                let value = self.scale_to_8bit(grey);
                 [value, value, value, alpha]
             }
             COLOUR_GREY_ALPHA => {
-                let value = self.to_8bit(sample(0));
-                [value, value, value, self.to_8bit(sample(1))]
+                let value = self.scale_to_8bit(sample(0));
+                [value, value, value, self.scale_to_8bit(sample(1))]
             }
             COLOUR_RGB => {
                 let (a, b, c) = (sample(0), sample(1), sample(2));
                 let key = transparency.and_then(|key| Some((be16(key, 0)?, be16(key, 2)?, be16(key, 4)?)));
                 // The transparent key is written in the same (BGR) order as the samples.
                 let alpha = if key == Some((a, b, c)) { 0 } else { 255 };
-                [self.to_8bit(a), self.to_8bit(b), self.to_8bit(c), alpha]
+                [self.scale_to_8bit(a), self.scale_to_8bit(b), self.scale_to_8bit(c), alpha]
             }
             _ => [
-                self.to_8bit(sample(0)),
-                self.to_8bit(sample(1)),
-                self.to_8bit(sample(2)),
-                self.to_8bit(sample(3)),
+                self.scale_to_8bit(sample(0)),
+                self.scale_to_8bit(sample(1)),
+                self.scale_to_8bit(sample(2)),
+                self.scale_to_8bit(sample(3)),
             ],
         }
     }
@@ -366,7 +332,7 @@ struct Palette(Vec<[u8; 4]>);
 
 impl Palette {
     fn new(entries: &[u8], transparency: Option<&[u8]>) -> Result<Self, PngError> {
-        if entries.is_empty() || entries.len() % 3 != 0 || entries.len() > 256 * 3 {
+        if entries.is_empty() || !entries.len().is_multiple_of(3) || entries.len() > 256 * 3 {
             return Err(error("the PLTE chunk has a bad length"));
         }
         let alphas = transparency.unwrap_or(&[]);
@@ -475,39 +441,24 @@ pub fn encode_rgba(width: u32, height: u32, rgba: &[u8]) -> Result<Vec<u8>, PngE
     encoder.set_color(::png::ColorType::Rgba);
     encoder.set_depth(::png::BitDepth::Eight);
     encoder.set_compression(::png::Compression::Balanced);
-    let mut writer = encoder
-        .write_header()
-        .map_err(|problem| error(format!("cannot encode PNG: {problem}")))?;
-    writer
-        .write_image_data(rgba)
-        .map_err(|problem| error(format!("cannot encode PNG: {problem}")))?;
-    writer
-        .finish()
-        .map_err(|problem| error(format!("cannot encode PNG: {problem}")))?;
+    let mut writer = encoder.write_header().map_err(|problem| error(format!("cannot encode PNG: {problem}")))?;
+    writer.write_image_data(rgba).map_err(|problem| error(format!("cannot encode PNG: {problem}")))?;
+    writer.finish().map_err(|problem| error(format!("cannot encode PNG: {problem}")))?;
     Ok(out)
 }
 
 /// Fully decodes a standard PNG to prove it is sound; returns its dimensions.
 fn check_plain(bytes: &[u8], max_dimension: u32) -> Result<(u32, u32), PngError> {
-    let mut limits = ::png::Limits::default();
-    limits.bytes = (max_dimension as usize).pow(2) * 8;
+    let limits = ::png::Limits { bytes: (max_dimension as usize).pow(2) * 8 };
     let decoder = ::png::Decoder::new_with_limits(std::io::Cursor::new(bytes), limits);
-    let mut reader = decoder
-        .read_info()
-        .map_err(|problem| error(format!("not a readable PNG: {problem}")))?;
+    let mut reader = decoder.read_info().map_err(|problem| error(format!("not a readable PNG: {problem}")))?;
     let (width, height) = (reader.info().width, reader.info().height);
     if width > max_dimension || height > max_dimension {
-        return Err(error(format!(
-            "the image is {width}x{height}, larger than {max_dimension} pixels a side"
-        )));
+        return Err(error(format!("the image is {width}x{height}, larger than {max_dimension} pixels a side")));
     }
-    let size = reader
-        .output_buffer_size()
-        .ok_or_else(|| error("the image is too large"))?;
+    let size = reader.output_buffer_size().ok_or_else(|| error("the image is too large"))?;
     let mut buffer = vec![0; size];
-    reader
-        .next_frame(&mut buffer)
-        .map_err(|problem| error(format!("not a readable PNG: {problem}")))?;
+    reader.next_frame(&mut buffer).map_err(|problem| error(format!("not a readable PNG: {problem}")))?;
     Ok((width, height))
 }
 
@@ -538,10 +489,7 @@ impl<'a> Iterator for Chunks<'a> {
                 .get(4..8)
                 .and_then(|kind| kind.try_into().ok())
                 .ok_or_else(|| error("a chunk is cut short"))?;
-            let data = self
-                .rest
-                .get(8..8 + length)
-                .ok_or_else(|| error("a chunk is cut short"))?;
+            let data = self.rest.get(8..8 + length).ok_or_else(|| error("a chunk is cut short"))?;
             let used = (12 + length).min(self.rest.len());
             Ok((kind, data, used))
         })();

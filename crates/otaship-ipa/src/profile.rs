@@ -12,7 +12,7 @@ use crate::certificate::{self, CertificateSummary};
 use crate::cms::{self, DigestCheck};
 use crate::error::{IpaError, Result};
 use crate::limits::Limits;
-use crate::plist::{parse_dictionary, Keys};
+use crate::plist::{Keys, parse_dictionary};
 
 /// How a profile lets an app be installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -99,9 +99,7 @@ impl Profile {
         let app_id = self.app_id.as_deref()?;
         let pattern = app_id.split_once('.').map_or(app_id, |(_, rest)| rest);
         Some(match pattern.strip_suffix('*') {
-            Some(prefix) => bundle_id
-                .get(..prefix.len())
-                .is_some_and(|head| head.eq_ignore_ascii_case(prefix)),
+            Some(prefix) => bundle_id.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix)),
             None => pattern.eq_ignore_ascii_case(bundle_id),
         })
     }
@@ -120,10 +118,7 @@ impl Profile {
 
 /// Reads a profile from its bytes. `what` names it in errors.
 pub fn read_profile(bytes: &[u8], limits: &Limits, now: OffsetDateTime, what: &str) -> Result<Profile> {
-    let malformed = |detail: &str| IpaError::MalformedProfile {
-        what: what.to_owned(),
-        detail: detail.to_owned(),
-    };
+    let malformed = |detail: &str| IpaError::MalformedProfile { what: what.to_owned(), detail: detail.to_owned() };
     if bytes.len() as u64 > limits.max_profile_bytes {
         return Err(IpaError::EntryTooLarge {
             name: what.to_owned(),
@@ -146,8 +141,50 @@ pub fn read_profile(bytes: &[u8], limits: &Limits, now: OffsetDateTime, what: &s
     } else {
         (bytes.to_vec(), SignatureState::None)
     };
-    let dict = parse_dictionary(&content, limits, what)?;
+    let dict = match parse_dictionary(&content, limits, what) {
+        Err(IpaError::MalformedPlist { .. }) if content.windows(6).any(|window| window == b"<data>") => {
+            // Apple's own parser skips characters outside the base64 alphabet in <data>, so
+            // profiles with damaged certificate blobs still install; read them as it does.
+            parse_dictionary(&lenient_base64_data(&content), limits, what)?
+        }
+        other => other?,
+    };
     profile_from_dict(&dict, signature, now, what)
+}
+
+/// Rewrites every `<data>` element of an XML plist to plain base64: characters outside the
+/// alphabet are dropped and the padding is repaired, as CoreFoundation decodes it.
+fn lenient_base64_data(xml: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(xml.len());
+    let mut rest = xml;
+    while let Some(start) = find(rest, b"<data>") {
+        let body_start = start + b"<data>".len();
+        let Some(length) = find(&rest[body_start..], b"</data>") else {
+            break;
+        };
+        out.extend_from_slice(&rest[..body_start]);
+        let mut body: Vec<u8> = rest[body_start..body_start + length]
+            .iter()
+            .copied()
+            .filter(|byte| byte.is_ascii_alphanumeric() || *byte == b'+' || *byte == b'/')
+            .collect();
+        match body.len() % 4 {
+            1 => {
+                body.pop();
+            }
+            2 => body.extend_from_slice(b"=="),
+            3 => body.push(b'='),
+            _ => {}
+        }
+        out.extend_from_slice(&body);
+        rest = &rest[body_start + length..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|window| window == needle)
 }
 
 fn profile_from_dict(dict: &Dictionary, signature: SignatureState, now: OffsetDateTime, what: &str) -> Result<Profile> {
@@ -181,29 +218,17 @@ fn profile_from_dict(dict: &Dictionary, signature: SignatureState, now: OffsetDa
             detail: "it has none of the keys of a provisioning profile".to_owned(),
         });
     }
-    let devices: Vec<String> = keys
-        .string_array("ProvisionedDevices")?
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let devices: Vec<String> = keys.string_array("ProvisionedDevices")?.into_iter().map(str::to_owned).collect();
     let has_device_list = dict.get("ProvisionedDevices").is_some();
     let provisions_all_devices = keys.optional_bool("ProvisionsAllDevices")?.unwrap_or(false);
     let platforms = normalise_platforms(&keys.string_array("Platform")?);
-    let is_macos = platforms.iter().any(|platform| platform == "macos")
-        && !platforms.iter().any(|platform| platform == "ios");
+    let is_macos =
+        platforms.iter().any(|platform| platform == "macos") && !platforms.iter().any(|platform| platform == "ios");
     let kind = if has_device_list {
         // macOS has no ad-hoc distribution: a device list there always means development.
-        if get_task_allow || is_macos {
-            ProfileKind::Development
-        } else {
-            ProfileKind::AdHoc
-        }
+        if get_task_allow || is_macos { ProfileKind::Development } else { ProfileKind::AdHoc }
     } else if provisions_all_devices {
-        if is_macos {
-            ProfileKind::DeveloperId
-        } else {
-            ProfileKind::Enterprise
-        }
+        if is_macos { ProfileKind::DeveloperId } else { ProfileKind::Enterprise }
     } else {
         ProfileKind::AppStore
     };
@@ -242,7 +267,11 @@ fn profile_from_dict(dict: &Dictionary, signature: SignatureState, now: OffsetDa
         provisions_all_devices,
         get_task_allow,
         platforms,
-        aps_environment: entitlement_string("aps-environment")?,
+        aps_environment: match entitlement_string("aps-environment")? {
+            Some(value) => Some(value),
+            // macOS names the same entitlement differently.
+            None => entitlement_string("com.apple.developer.aps-environment")?,
+        },
         signature,
         certificates,
     })

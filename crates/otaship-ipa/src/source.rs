@@ -106,11 +106,7 @@ pub struct CountingSource<S> {
 impl<S> CountingSource<S> {
     /// Starts counting from zero.
     pub fn new(inner: S) -> Self {
-        CountingSource {
-            inner,
-            bytes: Cell::new(0),
-            reads: Cell::new(0),
-        }
+        CountingSource { inner, bytes: Cell::new(0), reads: Cell::new(0) }
     }
 
     /// Bytes read so far.

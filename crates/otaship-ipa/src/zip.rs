@@ -88,10 +88,7 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
     pub fn open(source: &'s S, limits: &Limits) -> Result<Self> {
         let end = find_end(source)?;
         if end.entries > limits.max_entries {
-            return Err(IpaError::TooManyEntries {
-                count: end.entries,
-                limit: limits.max_entries,
-            });
+            return Err(IpaError::TooManyEntries { count: end.entries, limit: limits.max_entries });
         }
         if end.directory_size > limits.max_central_directory_bytes {
             return Err(IpaError::CentralDirectoryTooLarge {
@@ -115,12 +112,7 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
         let mut entries = parse_directory(&directory, end.entries)?;
         set_boundaries(&directory, &mut entries, end.directory_offset)?;
         let by_name = index_names(&directory, &entries)?;
-        let archive = Archive {
-            source,
-            directory,
-            entries,
-            by_name,
-        };
+        let archive = Archive { source, directory, entries, by_name };
         if limits.check_every_local_header {
             for index in 0..archive.entries.len() {
                 archive.local_data_offset(index)?;
@@ -142,12 +134,7 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
     /// Metadata of entry `index`.
     pub fn entry(&self, index: usize) -> Option<EntryInfo<'_>> {
         let entry = self.entries.get(index)?;
-        Some(EntryInfo {
-            index,
-            name: self.name_of(entry),
-            size: entry.size,
-            compressed_size: entry.compressed_size,
-        })
+        Some(EntryInfo { index, name: self.name_of(entry), size: entry.size, compressed_size: entry.compressed_size })
     }
 
     /// All entries in central-directory order.
@@ -157,10 +144,7 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
 
     /// The entry with exactly this name, if any.
     pub fn find(&self, name: &[u8]) -> Option<EntryInfo<'_>> {
-        let position = self
-            .by_name
-            .binary_search_by(|&index| self.name_of(&self.entries[index]).cmp(name))
-            .ok()?;
+        let position = self.by_name.binary_search_by(|&index| self.name_of(&self.entries[index]).cmp(name)).ok()?;
         self.entry(self.by_name[position])
     }
 
@@ -168,11 +152,7 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
     pub fn read(&self, index: usize, limit: u64, what: &'static str) -> Result<Vec<u8>> {
         let entry = self.entries.get(index).ok_or_else(|| IpaError::malformed("no such entry"))?;
         if entry.size > limit {
-            return Err(IpaError::EntryTooLarge {
-                name: display_name(self.name_of(entry)),
-                what,
-                limit,
-            });
+            return Err(IpaError::EntryTooLarge { name: display_name(self.name_of(entry)), what, limit });
         }
         let mut out = Vec::with_capacity(usize_from(entry.size)?);
         self.read_into(index, entry.size, &mut out)?;
@@ -199,20 +179,14 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
     fn read_into(&self, index: usize, want: u64, out: &mut Vec<u8>) -> Result<()> {
         let entry = &self.entries[index];
         let data_offset = self.local_data_offset(index)?;
-        let compressed = SourceReader {
-            source: self.source,
-            position: data_offset,
-            end: data_offset + entry.compressed_size,
-        };
+        let compressed =
+            SourceReader { source: self.source, position: data_offset, end: data_offset + entry.compressed_size };
         match entry.method {
             METHOD_STORED => {
                 if entry.compressed_size != entry.size {
                     return Err(self.corrupt(entry, "a stored entry's sizes differ"));
                 }
-                compressed
-                    .take(want)
-                    .read_to_end(out)
-                    .map_err(|error| self.read_error(entry, error))?;
+                compressed.take(want).read_to_end(out).map_err(|error| self.read_error(entry, error))?;
             }
             METHOD_DEFLATED => {
                 // Read one byte more than wanted: when the whole entry is wanted, that byte
@@ -301,10 +275,7 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
             .ok_or_else(|| IpaError::malformed("entry size overflows"))?;
         if data_end > entry.boundary {
             return Err(if data_end > self.source.len() {
-                IpaError::truncated(format!(
-                    "the data of {:?} runs past the end of the file",
-                    self.display(entry)
-                ))
+                IpaError::truncated(format!("the data of {:?} runs past the end of the file", self.display(entry)))
             } else {
                 self.overlap_with_next(index)
             });
@@ -328,32 +299,22 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
             .find(|other| other.local_offset == entry.boundary)
             .map(|other| self.display(other))
             .unwrap_or_else(|| "the central directory".to_owned());
-        IpaError::OverlappingEntries {
-            first: self.display(entry),
-            second: next,
-        }
+        IpaError::OverlappingEntries { first: self.display(entry), second: next }
     }
 
     fn mismatch(&self, entry: &Entry, detail: &str) -> IpaError {
-        IpaError::HeaderMismatch {
-            name: self.display(entry),
-            detail: detail.to_owned(),
-        }
+        IpaError::HeaderMismatch { name: self.display(entry), detail: detail.to_owned() }
     }
 
     fn corrupt(&self, entry: &Entry, detail: &str) -> IpaError {
-        IpaError::CorruptEntry {
-            name: self.display(entry),
-            detail: detail.to_owned(),
-        }
+        IpaError::CorruptEntry { name: self.display(entry), detail: detail.to_owned() }
     }
 
     fn read_error(&self, entry: &Entry, error: io::Error) -> IpaError {
         match error.kind() {
-            io::ErrorKind::UnexpectedEof => IpaError::truncated(format!(
-                "the data of {:?} runs past the end of the file",
-                self.display(entry)
-            )),
+            io::ErrorKind::UnexpectedEof => {
+                IpaError::truncated(format!("the data of {:?} runs past the end of the file", self.display(entry)))
+            }
             io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => {
                 self.corrupt(entry, &format!("it does not decompress: {error}"))
             }
@@ -411,15 +372,10 @@ fn find_end<S: Source + ?Sized>(source: &S) -> Result<End> {
         let zip64_offset = le64(&locator, 8);
         let total_disks = le32(&locator, 16);
         if le32(&locator, 4) != 0 || total_disks > 1 {
-            return Err(IpaError::Unsupported {
-                feature: "several disks (a split archive)".to_owned(),
-            });
+            return Err(IpaError::Unsupported { feature: "several disks (a split archive)".to_owned() });
         }
         let locator_start = eocd_offset - ZIP64_LOCATOR_LEN;
-        if zip64_offset
-            .checked_add(ZIP64_EOCD_LEN)
-            .is_none_or(|end| end > locator_start)
-        {
+        if zip64_offset.checked_add(ZIP64_EOCD_LEN).is_none_or(|end| end > locator_start) {
             return Err(IpaError::malformed("the ZIP64 end record is out of place"));
         }
         let mut zip64 = [0u8; ZIP64_EOCD_LEN as usize];
@@ -428,9 +384,7 @@ fn find_end<S: Source + ?Sized>(source: &S) -> Result<End> {
             return Err(IpaError::malformed("the ZIP64 end record is missing"));
         }
         if le32(&zip64, 16) != 0 || le32(&zip64, 20) != 0 || le64(&zip64, 24) != le64(&zip64, 32) {
-            return Err(IpaError::Unsupported {
-                feature: "several disks (a split archive)".to_owned(),
-            });
+            return Err(IpaError::Unsupported { feature: "several disks (a split archive)".to_owned() });
         }
         return Ok(End {
             entries: le64(&zip64, 32),
@@ -440,9 +394,7 @@ fn find_end<S: Source + ?Sized>(source: &S) -> Result<End> {
         });
     }
     if disk != 0 || directory_disk != 0 || entries_here != entries {
-        return Err(IpaError::Unsupported {
-            feature: "several disks (a split archive)".to_owned(),
-        });
+        return Err(IpaError::Unsupported { feature: "several disks (a split archive)".to_owned() });
     }
     if entries == u16::MAX || directory_size == u32::MAX || directory_offset == u32::MAX {
         return Err(IpaError::malformed("ZIP64 values without a ZIP64 end record"));
@@ -495,14 +447,10 @@ fn parse_directory(directory: &[u8], declared: u64) -> Result<Vec<Entry>> {
         let extra = &directory[extra_start..extra_start + extra_len];
         apply_zip64_extra(extra, &mut size, &mut compressed_size, &mut local_offset)?;
         if start_disk != 0 && start_disk != u16::MAX {
-            return Err(IpaError::Unsupported {
-                feature: "several disks (a split archive)".to_owned(),
-            });
+            return Err(IpaError::Unsupported { feature: "several disks (a split archive)".to_owned() });
         }
         if flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION) != 0 {
-            return Err(IpaError::Unsupported {
-                feature: "encrypted entries".to_owned(),
-            });
+            return Err(IpaError::Unsupported { feature: "encrypted entries".to_owned() });
         }
         let name = &directory[name_start..extra_start];
         check_name(name)?;
@@ -538,16 +486,12 @@ fn apply_zip64_extra(
     while extra.len() >= 4 {
         let id = le16(extra, 0);
         let len = usize::from(le16(extra, 2));
-        let body = extra
-            .get(4..4 + len)
-            .ok_or_else(|| IpaError::malformed("an extra field is cut short"))?;
+        let body = extra.get(4..4 + len).ok_or_else(|| IpaError::malformed("an extra field is cut short"))?;
         if id == 0x0001 {
             let mut fields = body.chunks_exact(8).map(|chunk| le64(chunk, 0));
             for value in [size, compressed_size, local_offset] {
                 if *value == u64::from(u32::MAX) {
-                    *value = fields
-                        .next()
-                        .ok_or_else(|| IpaError::malformed("a ZIP64 extra field is cut short"))?;
+                    *value = fields.next().ok_or_else(|| IpaError::malformed("a ZIP64 extra field is cut short"))?;
                 }
             }
             return Ok(());
@@ -564,13 +508,9 @@ fn check_name(name: &[u8]) -> Result<()> {
         || name.starts_with(b"/")
         || name.starts_with(b"\\")
         || (name.len() >= 2 && name[1] == b':' && name[0].is_ascii_alphabetic())
-        || name
-            .split(|&byte| byte == b'/' || byte == b'\\')
-            .any(|component| component == b"..");
+        || name.split(|&byte| byte == b'/' || byte == b'\\').any(|component| component == b"..");
     if unsafe_name {
-        return Err(IpaError::UnsafePath {
-            name: display_name(name),
-        });
+        return Err(IpaError::UnsafePath { name: display_name(name) });
     }
     Ok(())
 }
@@ -622,9 +562,7 @@ fn index_names(directory: &[u8], entries: &[Entry]) -> Result<Vec<usize>> {
     let mut by_key: Vec<usize> = (0..entries.len()).collect();
     by_key.sort_by(|&a, &b| key(a).cmp(key(b)));
     if let Some(pair) = by_key.windows(2).find(|pair| key(pair[0]) == key(pair[1])) {
-        return Err(IpaError::DuplicateEntry {
-            name: display_name(name(pair[1])),
-        });
+        return Err(IpaError::DuplicateEntry { name: display_name(name(pair[1])) });
     }
     let mut by_name = by_key;
     by_name.sort_by(|&a, &b| name(a).cmp(name(b)));
@@ -652,11 +590,7 @@ impl<S: Source + ?Sized> Read for SourceReader<'_, S> {
 }
 
 fn truncated_or(error: io::Error, detail: &str) -> IpaError {
-    if error.kind() == io::ErrorKind::UnexpectedEof {
-        IpaError::truncated(detail)
-    } else {
-        IpaError::Io(error)
-    }
+    if error.kind() == io::ErrorKind::UnexpectedEof { IpaError::truncated(detail) } else { IpaError::Io(error) }
 }
 
 fn usize_from(value: u64) -> Result<usize> {
@@ -688,9 +622,5 @@ pub(crate) fn display_name(name: &[u8]) -> String {
 
 fn cp437(byte: u8) -> char {
     const HIGH: &str = "ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜ¢£¥₧ƒáíóúñÑªº¿⌐¬½¼¡«»░▒▓│┤╡╢╖╕╣║╗╝╜╛┐└┴┬├─┼╞╟╚╔╩╦╠═╬╧╨╤╥╙╘╒╓╫╪┘┌█▄▌▐▀αßΓπΣσµτΦΘΩδ∞φε∩≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u{a0}";
-    if byte < 0x80 {
-        char::from(byte)
-    } else {
-        HIGH.chars().nth(usize::from(byte - 0x80)).unwrap_or('\u{fffd}')
-    }
+    if byte < 0x80 { char::from(byte) } else { HIGH.chars().nth(usize::from(byte - 0x80)).unwrap_or('\u{fffd}') }
 }

@@ -1,0 +1,13 @@
+//! Any bytes as an .ipa: the reader must return, never panic, within its limits.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use otaship_ipa::{inspect_ipa, InspectOptions, Limits};
+
+fuzz_target!(|data: &[u8]| {
+    let options = InspectOptions {
+        limits: Limits::default(),
+        now: time::OffsetDateTime::UNIX_EPOCH,
+    };
+    let _ = inspect_ipa(data, &options);
+});

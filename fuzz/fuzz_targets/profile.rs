@@ -1,0 +1,9 @@
+//! Any bytes as a provisioning profile (CMS in BER or DER, XML or binary plist).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use otaship_ipa::{read_profile, Limits};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = read_profile(data, &Limits::default(), time::OffsetDateTime::UNIX_EPOCH, "fuzz");
+});
