@@ -159,7 +159,7 @@ fn hostile_corpus(dir: &Path) -> Result<()> {
         "deep-nesting.ipa",
         with_info(
             Data::Bytes(
-                format!("<plist>{}{}</plist>", "<array>".repeat(100_000), "</array>".repeat(100_000)).into_bytes(),
+                format!("<plist>{}{}</plist>", "<array>".repeat(20_000), "</array>".repeat(20_000)).into_bytes(),
             ),
             None,
         ),

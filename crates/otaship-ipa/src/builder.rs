@@ -56,6 +56,14 @@ pub struct ZipEntry {
     pub extra_flags: u16,
     /// CRC-32 to record instead of the real one.
     pub crc_override: Option<u32>,
+    /// Raw extra fields, written in both headers.
+    pub extra_fields: Vec<u8>,
+    /// Bytes appended to the stored or compressed data and counted in its compressed size.
+    pub data_suffix: Vec<u8>,
+    /// Bytes written after the entry that belong to no entry (a gap).
+    pub gap_after: Vec<u8>,
+    /// Unix file mode to record (e.g. `0o120777` for a symbolic link).
+    pub unix_mode: Option<u32>,
 }
 
 impl ZipEntry {
@@ -70,6 +78,10 @@ impl ZipEntry {
             offset_override: None,
             extra_flags: 0,
             crc_override: None,
+            extra_fields: Vec::new(),
+            data_suffix: Vec::new(),
+            gap_after: Vec::new(),
+            unix_mode: None,
         }
     }
 
@@ -93,6 +105,8 @@ pub struct ZipBuilder {
     pub force_zip64: bool,
     /// Entry count to declare instead of the real one.
     pub declared_entries: Option<u64>,
+    /// Bytes before the first entry.
+    pub prefix: Vec<u8>,
 }
 
 impl ZipBuilder {
@@ -118,6 +132,7 @@ impl ZipBuilder {
     /// Writes the archive; returns its length.
     pub fn write_to<W: Write>(&self, out: W) -> io::Result<u64> {
         let mut out = Counter { inner: out, written: 0 };
+        out.write_all(&self.prefix)?;
         let mut central = Vec::new();
         for entry in &self.entries {
             let offset = out.written;
@@ -142,7 +157,8 @@ impl ZipBuilder {
                     (None, hasher.finalize(), *len)
                 }
             };
-            let compressed_size = compressed.as_ref().map_or(size, |bytes| bytes.len() as u64);
+            let compressed_size =
+                compressed.as_ref().map_or(size, |bytes| bytes.len() as u64) + entry.data_suffix.len() as u64;
             let declared = entry.declared_size.unwrap_or(size);
             let crc = entry.crc_override.unwrap_or(crc);
             let zip64 =
@@ -154,7 +170,7 @@ impl ZipBuilder {
             };
             let local_name = entry.local_name.as_ref().unwrap_or(&entry.name);
             let flags = entry.extra_flags | if is_utf8_non_ascii(&entry.name) { 1 << 11 } else { 0 };
-            let mut local_extra = Vec::new();
+            let mut local_extra = entry.extra_fields.clone();
             if zip64 {
                 local_extra.extend_from_slice(&1u16.to_le_bytes());
                 local_extra.extend_from_slice(&16u16.to_le_bytes());
@@ -187,8 +203,10 @@ impl ZipBuilder {
                     }
                 }
             }
+            out.write_all(&entry.data_suffix)?;
+            out.write_all(&entry.gap_after)?;
             let recorded_offset = entry.offset_override.unwrap_or(offset);
-            let mut extra = Vec::new();
+            let mut extra = entry.extra_fields.clone();
             if zip64 {
                 extra.extend_from_slice(&1u16.to_le_bytes());
                 extra.extend_from_slice(&24u16.to_le_bytes());
@@ -210,7 +228,7 @@ impl ZipBuilder {
             central.extend_from_slice(&0u16.to_le_bytes()); // comment
             central.extend_from_slice(&0u16.to_le_bytes()); // disk
             central.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
-            let mode: u32 = if entry.name.ends_with(b"/") { 0o040755 } else { 0o100644 };
+            let mode: u32 = entry.unix_mode.unwrap_or(if entry.name.ends_with(b"/") { 0o040755 } else { 0o100644 });
             central.extend_from_slice(&(mode << 16).to_le_bytes());
             central.extend_from_slice(&small(recorded_offset).to_le_bytes());
             central.extend_from_slice(&entry.name);

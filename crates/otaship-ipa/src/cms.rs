@@ -92,9 +92,16 @@ pub fn parse_signed_data(bytes: &[u8]) -> Result<SignedData, DerError> {
     Ok(SignedData { content, digest, certificates })
 }
 
+/// Real messages have one signer; more than a few is hostile (each costs a hash).
+const MAX_SIGNERS: usize = 8;
+
 fn check_signers(signer_infos: &Element<'_>, content: &[u8]) -> Result<DigestCheck, DerError> {
     let mut result = None;
-    for signer in signer_infos.children() {
+    let mut computed: Vec<(&[u8], Vec<u8>)> = Vec::new();
+    for (count, signer) in signer_infos.children().enumerate() {
+        if count >= MAX_SIGNERS {
+            return Err(DerError("too many signers"));
+        }
         let signer = signer?;
         expect_tag(&signer, der::TAG_SEQUENCE)?;
         let mut parts = signer.children();
@@ -115,7 +122,20 @@ fn check_signers(signer_infos: &Element<'_>, content: &[u8]) -> Result<DigestChe
             Some(attributes) => message_digest(&attributes)?,
             None => None,
         };
-        let check = match (expected, digest(algorithm_oid.content, content)) {
+        let actual = match expected {
+            None => None,
+            Some(_) => match computed.iter().find(|(oid, _)| *oid == algorithm_oid.content) {
+                Some((_, value)) => Some(value.clone()),
+                None => {
+                    let value = digest(algorithm_oid.content, content);
+                    if let Some(value) = &value {
+                        computed.push((algorithm_oid.content, value.clone()));
+                    }
+                    value
+                }
+            },
+        };
+        let check = match (expected, actual) {
             (Some(expected), Some(actual)) if expected == actual => DigestCheck::Valid,
             (Some(_), Some(_)) => DigestCheck::Invalid,
             _ => DigestCheck::Unverified,

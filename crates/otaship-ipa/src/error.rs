@@ -180,6 +180,22 @@ pub enum IpaError {
         expected: &'static str,
     },
 
+    /// The metadata would take more memory than [`crate::Limits::max_metadata_bytes`].
+    #[error(
+        "reading this app's metadata would take more than {limit} bytes (hostile repetition or nesting); the archive is refused"
+    )]
+    MetadataTooLarge {
+        /// The limit.
+        limit: u64,
+    },
+
+    /// More nested bundles than [`crate::Limits::max_extensions`].
+    #[error("the app holds more than {limit} extensions, watch apps and App Clips; the archive is refused")]
+    TooManyExtensions {
+        /// The limit.
+        limit: usize,
+    },
+
     /// A provisioning profile that is neither CMS nor a property list.
     #[error("{what} is not a provisioning profile ({detail})")]
     MalformedProfile {
@@ -214,6 +230,8 @@ impl IpaError {
             IpaError::PlistTooComplex { .. } => "plist-too-complex",
             IpaError::MissingKey { .. } => "plist-missing-key",
             IpaError::WrongType { .. } => "plist-wrong-type",
+            IpaError::MetadataTooLarge { .. } => "metadata-too-large",
+            IpaError::TooManyExtensions { .. } => "ipa-too-many-extensions",
             IpaError::MalformedProfile { .. } => "profile-malformed",
         }
     }

@@ -143,10 +143,14 @@ fn device_families(keys: &Keys<'_>) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Icon base names kept from a plist.
+const MAX_ICON_NAMES: usize = 64;
+
 fn icon_files(keys: &Keys<'_>) -> Result<Vec<String>> {
     let mut names: Vec<String> = Vec::new();
     let mut add = |name: &str| {
-        if !name.is_empty() && !names.iter().any(|known| known == name) {
+        // Apps name a handful of icons; a hostile plist could name millions.
+        if !name.is_empty() && names.len() < MAX_ICON_NAMES && !names.iter().any(|known| known == name) {
             names.push(name.to_owned());
         }
     };

@@ -36,7 +36,7 @@ use time::OffsetDateTime;
 pub use error::{IpaError, Result};
 pub use info::{BundleInfo, Platform};
 pub use installable::{Finding, Installability};
-pub use limits::Limits;
+pub use limits::{Budget, Limits};
 pub use profile::{Profile, ProfileKind, SignatureState, read_profile};
 pub use source::{CountingSource, FileSource, Source};
 
@@ -132,27 +132,30 @@ pub struct ExtensionReport {
 /// Inspects an `.ipa`.
 pub fn inspect_ipa<S: Source + ?Sized>(source: &S, options: &InspectOptions) -> Result<Inspection> {
     let limits = &options.limits;
+    let budget = Budget::new(limits.max_metadata_bytes);
     let archive = Archive::open(source, limits)?;
     let app = locate_app(&archive)?;
     let info_name = format!("{app}/Info.plist");
     let info_entry = archive.find(info_name.as_bytes()).ok_or(IpaError::NoAppBundle)?;
     let info_bytes = archive.read(info_entry.index, limits.max_plist_bytes, "an Info.plist")?;
-    let info_dict = plist::parse_dictionary(&info_bytes, limits, &info_name)?;
+    budget.spend(info_bytes.len() as u64)?;
+    let info_dict = plist::parse_dictionary(&info_bytes, limits, &budget, &info_name)?;
     let info = info::bundle_info(&info_dict, &info_name)?;
-    let profile = read_embedded_profile(&archive, &app, options)?;
+    let profile = read_embedded_profile(&archive, &app, options, &budget)?;
     let has_code_signature = archive.find(format!("{app}/_CodeSignature/CodeResources").as_bytes()).is_some();
     let app_store_metadata = archive.find(b"iTunesMetadata.plist").is_some();
 
     let mut nested = Vec::new();
-    for (path, kind) in nested_bundles(&archive, &app).into_iter().take(limits.max_extensions) {
+    for (path, kind) in nested_bundles(&archive, &app, limits.max_extensions)? {
         let what = format!("{path}/Info.plist");
         let Some(entry) = archive.find(what.as_bytes()) else {
             continue;
         };
         let bytes = archive.read(entry.index, limits.max_plist_bytes, "an Info.plist")?;
-        let dict = plist::parse_dictionary(&bytes, limits, &what)?;
+        budget.spend(bytes.len() as u64)?;
+        let dict = plist::parse_dictionary(&bytes, limits, &budget, &what)?;
         let nested_info = info::bundle_info(&dict, &what)?;
-        let nested_profile = read_embedded_profile(&archive, &path, options)?;
+        let nested_profile = read_embedded_profile(&archive, &path, options, &budget)?;
         nested.push((path, kind, nested_info, nested_profile));
     }
 
@@ -210,6 +213,7 @@ pub fn sha256_hex<S: Source + ?Sized>(source: &S) -> std::io::Result<String> {
 /// Finds the one `Payload/<Name>.app` folder.
 fn locate_app<S: Source + ?Sized>(archive: &Archive<'_, S>) -> Result<String> {
     let mut apps: Vec<&[u8]> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut has_payload = false;
     for entry in archive.entries() {
         let Some(rest) = entry.name.strip_prefix(b"Payload/") else {
@@ -220,7 +224,7 @@ fn locate_app<S: Source + ?Sized>(archive: &Archive<'_, S>) -> Result<String> {
             continue;
         };
         let folder = &rest[..slash];
-        if folder.len() > 4 && folder.ends_with(b".app") && !apps.contains(&folder) {
+        if folder.len() > 4 && folder.ends_with(b".app") && seen.insert(folder) {
             apps.push(folder);
         }
     }
@@ -236,9 +240,14 @@ fn locate_app<S: Source + ?Sized>(archive: &Archive<'_, S>) -> Result<String> {
 }
 
 /// Folders of extensions, watch apps and App Clips inside `app`, in archive order.
-fn nested_bundles<S: Source + ?Sized>(archive: &Archive<'_, S>, app: &str) -> Vec<(String, &'static str)> {
+fn nested_bundles<S: Source + ?Sized>(
+    archive: &Archive<'_, S>,
+    app: &str,
+    limit: usize,
+) -> Result<Vec<(String, &'static str)>> {
     let prefix = format!("{app}/");
     let mut found: Vec<(String, &'static str)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for entry in archive.entries() {
         let Some(rest) = entry.name.strip_prefix(prefix.as_bytes()) else {
             continue;
@@ -257,24 +266,29 @@ fn nested_bundles<S: Source + ?Sized>(archive: &Archive<'_, S>, app: &str) -> Ve
             _ => continue,
         };
         let path = format!("{prefix}{}", zip::display_name(inner));
-        if !found.iter().any(|(known, _)| *known == path) {
+        if seen.insert(path.clone()) {
+            if found.len() == limit {
+                return Err(IpaError::TooManyExtensions { limit });
+            }
             found.push((path, kind));
         }
     }
-    found
+    Ok(found)
 }
 
 fn read_embedded_profile<S: Source + ?Sized>(
     archive: &Archive<'_, S>,
     bundle: &str,
     options: &InspectOptions,
+    budget: &Budget,
 ) -> Result<Option<Profile>> {
     let name = format!("{bundle}/embedded.mobileprovision");
     let Some(entry) = archive.find(name.as_bytes()) else {
         return Ok(None);
     };
     let bytes = archive.read(entry.index, options.limits.max_profile_bytes, "a provisioning profile")?;
-    read_profile(&bytes, &options.limits, options.now, &name).map(Some)
+    budget.spend(bytes.len() as u64)?;
+    profile::read_profile_within(&bytes, &options.limits, budget, options.now, &name).map(Some)
 }
 
 /// Picks the largest icon the plist names, tries the best few candidates, and returns it
@@ -286,6 +300,8 @@ fn choose_icon<S: Source + ?Sized>(
     limits: &Limits,
 ) -> (Option<IconInfo>, Option<Vec<u8>>, Option<Finding>) {
     let prefix = format!("{app}/");
+    let bases: std::collections::HashSet<&str> =
+        info.icon_files.iter().map(|base| base.strip_suffix(".png").unwrap_or(base)).collect();
     let mut candidates: Vec<(u32, u64, usize, String)> = Vec::new();
     for entry in archive.entries() {
         let Some(file) = entry.name.strip_prefix(prefix.as_bytes()) else {
@@ -295,8 +311,10 @@ fn choose_icon<S: Source + ?Sized>(
             continue;
         }
         let file = zip::display_name(file);
-        if let Some(pixels) = info.icon_files.iter().filter_map(|base| icon_pixels(base, &file)).max() {
-            candidates.push((pixels, entry.size, entry.index, format!("{prefix}{file}")));
+        if let Some((base, scale)) = icon_variant(&file)
+            && bases.contains(base)
+        {
+            candidates.push((icon_pixels(base, scale), entry.size, entry.index, format!("{prefix}{file}")));
         }
     }
     candidates.sort_by_key(|candidate| std::cmp::Reverse((candidate.0, candidate.1)));
@@ -334,42 +352,49 @@ fn choose_icon<S: Source + ?Sized>(
     (None, None, warning)
 }
 
-/// If `file` is a PNG variant of the icon `base` (`AppIcon60x60` → `AppIcon60x60@3x.png`,
-/// `AppIcon76x76@2x~ipad.png`), its estimated width in pixels; 0 when the name says no size.
-fn icon_pixels(base: &str, file: &str) -> Option<u32> {
-    let base = base.strip_suffix(".png").unwrap_or(base);
+/// Splits an icon file name into its base and scale: `AppIcon60x60@3x.png` → (`AppIcon60x60`,
+/// 3), `AppIcon76x76@2x~ipad.png` → (`AppIcon76x76`, 2), `Icon.png` → (`Icon`, 1).
+fn icon_variant(file: &str) -> Option<(&str, u32)> {
     let stem = file.strip_suffix(".png").or_else(|| file.strip_suffix(".PNG"))?;
-    let rest = stem.strip_prefix(base)?;
-    let rest = rest.strip_suffix("~ipad").or_else(|| rest.strip_suffix("~iphone")).unwrap_or(rest);
-    let scale = match rest {
-        "" => 1.0,
-        "@2x" => 2.0,
-        "@3x" => 3.0,
-        _ => return None,
+    let stem = stem.strip_suffix("~ipad").or_else(|| stem.strip_suffix("~iphone")).unwrap_or(stem);
+    Some(match stem.strip_suffix("@2x") {
+        Some(base) => (base, 2),
+        None => match stem.strip_suffix("@3x") {
+            Some(base) => (base, 3),
+            None => (stem, 1),
+        },
+    })
+}
+
+/// The estimated width in pixels of an icon: the points in its base name ("AppIcon83.5x83.5")
+/// times its scale; 0 for legacy names without a size ("Icon").
+fn icon_pixels(base: &str, scale: u32) -> u32 {
+    // The size is the run of digits and dots just before an "x" at the end of the name. Only
+    // ASCII bytes are looked at, so any name (non-ASCII included) is safe to slice.
+    let Some(head) = base.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.').strip_suffix('x') else {
+        return 0;
     };
-    // "AppIcon83.5x83.5" → 83.5 points; legacy names ("Icon") carry no size.
-    let points = base
-        .trim_end_matches(|c: char| c.is_ascii_digit() || c == '.')
-        .strip_suffix('x')
-        .and_then(|head| {
-            let start = head.rfind(|c: char| !(c.is_ascii_digit() || c == '.')).map_or(0, |at| at + 1);
-            head[start..].parse::<f64>().ok()
-        })
-        .unwrap_or(0.0);
-    Some((points * scale).round() as u32)
+    let digits = head.bytes().rev().take_while(|byte| byte.is_ascii_digit() || *byte == b'.').count();
+    let points = head[head.len() - digits..].parse::<f64>().unwrap_or(0.0);
+    (points * f64::from(scale)).round().clamp(0.0, 1_000_000.0) as u32
 }
 
 #[cfg(test)]
 mod tests {
-    use super::icon_pixels;
+    use super::{icon_pixels, icon_variant};
 
     #[test]
     fn icon_names_are_matched_and_sized() {
-        assert_eq!(icon_pixels("AppIcon60x60", "AppIcon60x60@3x.png"), Some(180));
-        assert_eq!(icon_pixels("AppIcon83.5x83.5", "AppIcon83.5x83.5@2x~ipad.png"), Some(167));
-        assert_eq!(icon_pixels("AppIcon76x76", "AppIcon76x76~ipad.png"), Some(76));
-        assert_eq!(icon_pixels("Icon.png", "Icon@2x.png"), Some(0));
-        assert_eq!(icon_pixels("AppIcon60x60", "AppIcon60x60Large.png"), None);
-        assert_eq!(icon_pixels("AppIcon60x60", "AppIcon60x60@2x.jpg"), None);
+        fn size(file: &str) -> Option<(&str, u32)> {
+            icon_variant(file).map(|(base, scale)| (base, icon_pixels(base, scale)))
+        }
+        assert_eq!(size("AppIcon60x60@3x.png"), Some(("AppIcon60x60", 180)));
+        assert_eq!(size("AppIcon83.5x83.5@2x~ipad.png"), Some(("AppIcon83.5x83.5", 167)));
+        assert_eq!(size("AppIcon76x76~ipad.png"), Some(("AppIcon76x76", 76)));
+        assert_eq!(size("Icon@2x.png"), Some(("Icon", 0)));
+        assert_eq!(size("AppIcon60x60@2x.jpg"), None);
+        // Non-ASCII names never split a character (this used to panic).
+        assert_eq!(size("AppIconé60x60.png"), Some(("AppIconé60x60", 60)));
+        assert_eq!(size("é.x.png"), Some(("é.x", 0)));
     }
 }

@@ -22,10 +22,13 @@ pub struct Limits {
     pub max_profile_bytes: u64,
     /// Uncompressed bytes of an icon PNG.
     pub max_icon_bytes: u64,
-    /// Width or height of an icon, in pixels (the largest iOS icon is 1024).
+    /// Width or height of an icon, in pixels (the largest iOS icon, the App Store's, is 1024).
     pub max_icon_dimension: u32,
-    /// App extensions and watch apps whose Info.plist and profile are read.
+    /// App extensions, watch apps and App Clips; more is refused (each is read and checked).
     pub max_extensions: usize,
+    /// Bytes of metadata one inspection may hold: entries read plus the strings and data of
+    /// every property list once expanded. Bounds memory whatever the archive repeats or nests.
+    pub max_metadata_bytes: u64,
     /// Check the local header of every entry against the central directory (one small read
     /// per entry). Turn off only for sources where each read is expensive (HTTP ranges); the
     /// entries actually read are always checked.
@@ -42,9 +45,35 @@ impl Default for Limits {
             max_plist_depth: 64,
             max_profile_bytes: 2 << 20,
             max_icon_bytes: 4 << 20,
-            max_icon_dimension: 2048,
+            max_icon_dimension: 1024,
             max_extensions: 64,
+            max_metadata_bytes: 32 << 20,
             check_every_local_header: true,
+        }
+    }
+}
+
+/// What is left of [`Limits::max_metadata_bytes`] during one inspection.
+#[derive(Debug)]
+pub struct Budget {
+    limit: u64,
+    remaining: std::cell::Cell<u64>,
+}
+
+impl Budget {
+    /// A full budget.
+    pub fn new(limit: u64) -> Self {
+        Budget { limit, remaining: std::cell::Cell::new(limit) }
+    }
+
+    /// Spends `bytes`, failing once the budget is exhausted.
+    pub fn spend(&self, bytes: u64) -> crate::Result<()> {
+        match self.remaining.get().checked_sub(bytes) {
+            Some(left) => {
+                self.remaining.set(left);
+                Ok(())
+            }
+            None => Err(crate::IpaError::MetadataTooLarge { limit: self.limit }),
         }
     }
 }

@@ -11,14 +11,18 @@ use plist::stream::{Event, Reader};
 use plist::{Dictionary, Value};
 
 use crate::error::{IpaError, Result};
-use crate::limits::Limits;
+use crate::limits::{Budget, Limits};
 
 /// Parses `bytes` as a property list of any format within the limits. `what` names the file
 /// in error messages ("Payload/App.app/Info.plist").
-pub fn parse(bytes: &[u8], limits: &Limits, what: &str) -> Result<Value> {
+///
+/// Every string, key and data value spends its length (plus a little for the value itself)
+/// from `budget`, so a binary plist that references one large string many times is refused
+/// before it fills memory.
+pub fn parse(bytes: &[u8], limits: &Limits, budget: &Budget, what: &str) -> Result<Value> {
     let mut events = Reader::new(Cursor::new(bytes));
     let mut stack: Vec<Container> = Vec::new();
-    let mut budget = limits.max_plist_objects;
+    let mut objects = limits.max_plist_objects;
     let too_complex = || IpaError::PlistTooComplex { what: what.to_owned(), limit: limits.max_plist_objects };
     let malformed = |detail: String| IpaError::MalformedPlist { what: what.to_owned(), detail };
     loop {
@@ -27,7 +31,13 @@ pub fn parse(bytes: &[u8], limits: &Limits, what: &str) -> Result<Value> {
             Some(Err(error)) => return Err(malformed(error.to_string())),
             None => return Err(malformed("it ends before its root object is complete".to_owned())),
         };
-        budget = budget.checked_sub(1).ok_or_else(too_complex)?;
+        objects = objects.checked_sub(1).ok_or_else(too_complex)?;
+        let payload = match &event {
+            Event::String(text) => text.len() as u64,
+            Event::Data(data) => data.len() as u64,
+            _ => 0,
+        };
+        budget.spend(payload + 16)?;
         let value = match event {
             Event::StartArray(_) | Event::StartDictionary(_) => {
                 if stack.len() >= limits.max_plist_depth {
@@ -73,8 +83,8 @@ pub fn parse(bytes: &[u8], limits: &Limits, what: &str) -> Result<Value> {
 }
 
 /// Parses a plist whose root must be a dictionary.
-pub fn parse_dictionary(bytes: &[u8], limits: &Limits, what: &str) -> Result<Dictionary> {
-    match parse(bytes, limits, what)? {
+pub fn parse_dictionary(bytes: &[u8], limits: &Limits, budget: &Budget, what: &str) -> Result<Dictionary> {
+    match parse(bytes, limits, budget, what)? {
         Value::Dictionary(dict) => Ok(dict),
         _ => Err(IpaError::MalformedPlist { what: what.to_owned(), detail: "its root is not a dictionary".to_owned() }),
     }

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::certificate::{self, CertificateSummary};
 use crate::cms::{self, DigestCheck};
 use crate::error::{IpaError, Result};
-use crate::limits::Limits;
+use crate::limits::{Budget, Limits};
 use crate::plist::{Keys, parse_dictionary};
 
 /// How a profile lets an app be installed.
@@ -118,6 +118,17 @@ impl Profile {
 
 /// Reads a profile from its bytes. `what` names it in errors.
 pub fn read_profile(bytes: &[u8], limits: &Limits, now: OffsetDateTime, what: &str) -> Result<Profile> {
+    read_profile_within(bytes, limits, &Budget::new(limits.max_metadata_bytes), now, what)
+}
+
+/// Reads a profile, spending from an inspection's shared budget.
+pub(crate) fn read_profile_within(
+    bytes: &[u8],
+    limits: &Limits,
+    budget: &Budget,
+    now: OffsetDateTime,
+    what: &str,
+) -> Result<Profile> {
     let malformed = |detail: &str| IpaError::MalformedProfile { what: what.to_owned(), detail: detail.to_owned() };
     if bytes.len() as u64 > limits.max_profile_bytes {
         return Err(IpaError::EntryTooLarge {
@@ -141,11 +152,11 @@ pub fn read_profile(bytes: &[u8], limits: &Limits, now: OffsetDateTime, what: &s
     } else {
         (bytes.to_vec(), SignatureState::None)
     };
-    let dict = match parse_dictionary(&content, limits, what) {
+    let dict = match parse_dictionary(&content, limits, budget, what) {
         Err(IpaError::MalformedPlist { .. }) if content.windows(6).any(|window| window == b"<data>") => {
             // Apple's own parser skips characters outside the base64 alphabet in <data>, so
             // profiles with damaged certificate blobs still install; read them as it does.
-            parse_dictionary(&lenient_base64_data(&content), limits, what)?
+            parse_dictionary(&lenient_base64_data(&content), limits, budget, what)?
         }
         other => other?,
     };

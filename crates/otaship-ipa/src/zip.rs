@@ -23,6 +23,9 @@ const CENTRAL_SIGNATURE: u32 = 0x0201_4b50;
 const CENTRAL_LEN: usize = 46;
 const LOCAL_SIGNATURE: u32 = 0x0403_4b50;
 const LOCAL_LEN: u64 = 30;
+const DESCRIPTOR_SIGNATURE: u32 = 0x0807_4b50;
+/// Extra field "Info-ZIP Unicode Path": a second name that some extractors prefer.
+const EXTRA_UNICODE_PATH: u16 = 0x7075;
 const MAX_COMMENT: u64 = 0xffff;
 
 const FLAG_ENCRYPTED: u16 = 1;
@@ -45,8 +48,16 @@ struct Entry {
     size: u64,
     local_offset: u64,
     /// Where the next entry (or the central directory) starts: this entry's bytes must end
-    /// before it.
+    /// exactly there.
     boundary: u64,
+    /// A Unix symbolic link (an extractor may follow it).
+    is_symlink: bool,
+}
+
+/// Where an entry's data lies, as its local header says.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    data_offset: u64,
 }
 
 /// An open archive: its central directory, checked, and the source to read entries from.
@@ -100,11 +111,13 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
             .directory_offset
             .checked_add(end.directory_size)
             .ok_or_else(|| IpaError::malformed("central directory offset overflows"))?;
-        if directory_end > end.records_start {
+        if directory_end != end.records_start {
             return Err(if directory_end > source.len() {
                 IpaError::truncated("the central directory lies past the end of the file")
             } else {
-                IpaError::malformed("the central directory overlaps the end record")
+                // Bytes between the directory and the end record could hold a second directory
+                // that readers locating it from the end would use instead.
+                IpaError::malformed("the central directory does not end where the end record begins")
             });
         }
         let mut directory = vec![0; usize_from(end.directory_size)?];
@@ -112,10 +125,18 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
         let mut entries = parse_directory(&directory, end.entries)?;
         set_boundaries(&directory, &mut entries, end.directory_offset)?;
         let by_name = index_names(&directory, &entries)?;
+        check_symlinks(&directory, &entries, &by_name)?;
         let archive = Archive { source, directory, entries, by_name };
         if limits.check_every_local_header {
+            // Every byte before the central directory belongs to exactly one entry: no prefix,
+            // no gaps. A local header hidden in a gap would be extracted by a device that reads
+            // the archive from the front, and never seen here.
+            let first = archive.entries.iter().map(|entry| entry.local_offset).min().unwrap_or(end.directory_offset);
+            if first != 0 {
+                return Err(IpaError::malformed("the archive has data before its first entry"));
+            }
             for index in 0..archive.entries.len() {
-                archive.local_data_offset(index)?;
+                archive.layout(index)?;
             }
         }
         Ok(archive)
@@ -169,7 +190,7 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
     pub fn read_prefix(&self, index: usize, max: u64) -> Result<Vec<u8>> {
         let entry = self.entries.get(index).ok_or_else(|| IpaError::malformed("no such entry"))?;
         let want = max.min(entry.size);
-        let mut out = Vec::with_capacity(usize_from(want)?);
+        let mut out = Vec::with_capacity(usize_from(want.min(1 << 20))?);
         self.read_into(index, want, &mut out)?;
         Ok(out)
     }
@@ -178,7 +199,7 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
     /// inflates past its declared size.
     fn read_into(&self, index: usize, want: u64, out: &mut Vec<u8>) -> Result<()> {
         let entry = &self.entries[index];
-        let data_offset = self.local_data_offset(index)?;
+        let data_offset = self.layout(index)?.data_offset;
         let compressed =
             SourceReader { source: self.source, position: data_offset, end: data_offset + entry.compressed_size };
         match entry.method {
@@ -193,16 +214,19 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
                 // exposes an entry that inflates past its declared size.
                 let whole = want == entry.size;
                 let cap = if whole { want + 1 } else { want };
-                flate2::read::DeflateDecoder::new(compressed)
-                    .take(cap)
-                    .read_to_end(out)
-                    .map_err(|error| self.read_error(entry, error))?;
+                let mut decoder = flate2::read::DeflateDecoder::new(compressed);
+                (&mut decoder).take(cap).read_to_end(out).map_err(|error| self.read_error(entry, error))?;
                 if whole && out.len() as u64 > entry.size {
                     return Err(IpaError::EntryTooLarge {
                         name: display_name(self.name_of(entry)),
                         what: "its declared size (it inflates past it)",
                         limit: entry.size,
                     });
+                }
+                // The stream must end exactly at the compressed size: bytes after its end are
+                // room for a hidden local header.
+                if whole && out.len() as u64 == entry.size && decoder.total_in() != entry.compressed_size {
+                    return Err(self.corrupt(entry, "its compressed data does not end where the archive says"));
                 }
             }
             other => {
@@ -214,13 +238,14 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
         Ok(())
     }
 
-    /// Reads entry `index`'s local header, checks it against the central directory, and
-    /// returns where its data starts.
-    fn local_data_offset(&self, index: usize) -> Result<u64> {
+    /// Reads entry `index`'s local header (and data descriptor), checks them against the
+    /// central directory, and checks that the entry ends exactly where the next one begins.
+    fn layout(&self, index: usize) -> Result<Layout> {
         let entry = &self.entries[index];
         let name = self.name_of(entry);
+        let room = entry.boundary - entry.local_offset;
         // One read covers the fixed header, the name, and a typical extra field.
-        let guess = (LOCAL_LEN + name.len() as u64 + 64).min(entry.boundary - entry.local_offset);
+        let guess = (LOCAL_LEN + name.len() as u64 + 64).min(room);
         if guess < LOCAL_LEN {
             return Err(self.overlap_with_next(index));
         }
@@ -244,32 +269,35 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
         if local_name_len != name.len() as u64 {
             return Err(self.mismatch(entry, "a different name"));
         }
-        let name_end = LOCAL_LEN + local_name_len;
-        let local_name: Vec<u8> = if name_end as usize <= header.len() {
-            header[LOCAL_LEN as usize..name_end as usize].to_vec()
-        } else {
-            let mut buf = vec![0; name.len()];
+        let header_len = LOCAL_LEN + local_name_len + local_extra_len;
+        if header_len > room {
+            return Err(self.overlap_with_next(index));
+        }
+        if header.len() < header_len as usize {
+            header = vec![0; usize_from(header_len)?];
             self.source
-                .read_exact_at(entry.local_offset + LOCAL_LEN, &mut buf)
+                .read_exact_at(entry.local_offset, &mut header)
                 .map_err(|error| truncated_or(error, "a local header lies past the end of the file"))?;
-            buf
-        };
-        if local_name != name {
+        }
+        let name_end = (LOCAL_LEN + local_name_len) as usize;
+        if &header[LOCAL_LEN as usize..name_end] != name {
             return Err(self.mismatch(entry, "a different name"));
         }
-        if flags & FLAG_DATA_DESCRIPTOR == 0 {
-            let crc = le32(&header, 14);
-            let compressed = le32(&header, 18);
-            let size = le32(&header, 22);
-            // ZIP64 local headers mark their sizes 0xffffffff and carry them in the extra
-            // field; the central directory's values are the ones used.
-            let sizes_match = (compressed == u32::MAX || u64::from(compressed) == entry.compressed_size)
-                && (size == u32::MAX || u64::from(size) == entry.size);
-            if crc != entry.crc32 || !sizes_match {
-                return Err(self.mismatch(entry, "a different size or checksum"));
-            }
+        let extra = &header[name_end..header_len as usize];
+        if has_unicode_path(extra)? {
+            return Err(unicode_path_error(name));
         }
-        let data_offset = entry.local_offset + name_end + local_extra_len;
+        let crc = le32(&header, 14);
+        let mut compressed = u64::from(le32(&header, 18));
+        let mut size = u64::from(le32(&header, 22));
+        // ZIP64 local headers mark their sizes 0xffffffff and carry them in the extra field.
+        let mut no_offset = 0;
+        apply_zip64_extra(extra, &mut size, &mut compressed, &mut no_offset)?;
+        let local_values_match = crc == entry.crc32 && compressed == entry.compressed_size && size == entry.size;
+        if flags & FLAG_DATA_DESCRIPTOR == 0 && !local_values_match {
+            return Err(self.mismatch(entry, "a different size or checksum"));
+        }
+        let data_offset = entry.local_offset + header_len;
         let data_end = data_offset
             .checked_add(entry.compressed_size)
             .ok_or_else(|| IpaError::malformed("entry size overflows"))?;
@@ -280,7 +308,46 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
                 self.overlap_with_next(index)
             });
         }
-        Ok(data_offset)
+        // macOS's Archive Utility sets the descriptor flag yet writes the values in the local
+        // header and no descriptor; that is unambiguous, so it is accepted.
+        let entry_end = if flags & FLAG_DATA_DESCRIPTOR != 0 && !(local_values_match && data_end == entry.boundary) {
+            data_end + self.descriptor_len(entry, data_end)?
+        } else {
+            data_end
+        };
+        if entry_end != entry.boundary {
+            return Err(IpaError::malformed(format!(
+                "{} unexplained bytes follow the entry {:?} (room for a hidden file)",
+                entry.boundary.saturating_sub(entry_end),
+                self.display(entry)
+            )));
+        }
+        Ok(Layout { data_offset })
+    }
+
+    /// The length of the data descriptor at `at`, which must repeat the central directory's
+    /// checksum and sizes in one of its four standard forms.
+    fn descriptor_len(&self, entry: &Entry, at: u64) -> Result<u64> {
+        let available = (entry.boundary - at).min(24);
+        let mut bytes = vec![0; available as usize];
+        self.source
+            .read_exact_at(at, &mut bytes)
+            .map_err(|error| truncated_or(error, "a data descriptor lies past the end of the file"))?;
+        let fits = |skip: usize, wide: bool| -> Option<u64> {
+            let width = if wide { 8 } else { 4 };
+            let len = skip + 4 + 2 * width;
+            let body = bytes.get(skip..len)?;
+            let read = |at: usize| if wide { le64(body, at) } else { u64::from(le32(body, at)) };
+            (le32(body, 0) == entry.crc32 && read(4) == entry.compressed_size && read(4 + width) == entry.size)
+                .then_some(len as u64)
+        };
+        let signed = bytes.len() >= 4 && le32(&bytes, 0) == DESCRIPTOR_SIGNATURE;
+        let candidates = if signed { [(4, false), (4, true)] } else { [(0, false), (0, true)] };
+        candidates
+            .iter()
+            .filter_map(|&(skip, wide)| fits(skip, wide))
+            .find(|len| at + len == entry.boundary)
+            .ok_or_else(|| self.mismatch(entry, "a data descriptor that disagrees with the central directory"))
     }
 
     fn name_of(&self, entry: &Entry) -> &[u8] {
@@ -386,12 +453,24 @@ fn find_end<S: Source + ?Sized>(source: &S) -> Result<End> {
         if le32(&zip64, 16) != 0 || le32(&zip64, 20) != 0 || le64(&zip64, 24) != le64(&zip64, 32) {
             return Err(IpaError::Unsupported { feature: "several disks (a split archive)".to_owned() });
         }
-        return Ok(End {
+        let zip64_end = End {
             entries: le64(&zip64, 32),
             directory_size: le64(&zip64, 40),
             directory_offset: le64(&zip64, 48),
             records_start: zip64_offset,
-        });
+        };
+        // Classic fields that are not "see ZIP64" markers must agree with the ZIP64 record, or
+        // readers that ignore ZIP64 would find another directory.
+        let agrees = (entries == u16::MAX || u64::from(entries) == zip64_end.entries)
+            && (directory_size == u32::MAX || u64::from(directory_size) == zip64_end.directory_size)
+            && (directory_offset == u32::MAX || u64::from(directory_offset) == zip64_end.directory_offset);
+        if !agrees {
+            return Err(IpaError::malformed("the ZIP64 end record disagrees with the classic one"));
+        }
+        if zip64_offset + le64(&zip64, 4) + 12 != locator_start {
+            return Err(IpaError::malformed("the ZIP64 end record is out of place"));
+        }
+        return Ok(zip64_end);
     }
     if disk != 0 || directory_disk != 0 || entries_here != entries {
         return Err(IpaError::Unsupported { feature: "several disks (a split archive)".to_owned() });
@@ -454,6 +533,20 @@ fn parse_directory(directory: &[u8], declared: u64) -> Result<Vec<Entry>> {
         }
         let name = &directory[name_start..extra_start];
         check_name(name)?;
+        if has_unicode_path(extra)? {
+            return Err(unicode_path_error(name));
+        }
+        // Deflate never grows data by more than a few bytes per 64 KiB block; anything larger
+        // is padding that costs reading time and could hide data.
+        if method == METHOD_DEFLATED && compressed_size > size + size / 1000 + 1024 {
+            return Err(IpaError::CorruptEntry {
+                name: display_name(name),
+                detail: "its compressed size is larger than deflate can produce".to_owned(),
+            });
+        }
+        // Unix (3) and macOS (19) zips keep the file type in the high half of the attributes.
+        let made_by_unix = matches!(fixed[5], 3 | 19);
+        let is_symlink = made_by_unix && (le32(fixed, 38) >> 16) & 0o170000 == 0o120000;
         entries.push(Entry {
             name_start,
             name_len,
@@ -464,6 +557,7 @@ fn parse_directory(directory: &[u8], declared: u64) -> Result<Vec<Entry>> {
             size,
             local_offset,
             boundary: 0,
+            is_symlink,
         });
         if entries.len() as u64 > declared {
             return Err(IpaError::malformed("more central directory records than declared"));
@@ -503,14 +597,58 @@ fn apply_zip64_extra(
 
 /// Refuses names that could escape a directory when extracted.
 fn check_name(name: &[u8]) -> Result<()> {
+    // A folder's name ends in '/', so its last component is empty; no other may be. Empty and
+    // "." components name the same file in two ways, so a device and this reader could
+    // disagree on which entry is Info.plist.
+    let path = name.strip_suffix(b"/").unwrap_or(name);
     let unsafe_name = name.is_empty()
         || name.contains(&0)
         || name.starts_with(b"/")
         || name.starts_with(b"\\")
         || (name.len() >= 2 && name[1] == b':' && name[0].is_ascii_alphabetic())
-        || name.split(|&byte| byte == b'/' || byte == b'\\').any(|component| component == b"..");
+        || path
+            .split(|&byte| byte == b'/' || byte == b'\\')
+            .any(|component| component == b".." || component == b"." || component.is_empty());
     if unsafe_name {
         return Err(IpaError::UnsafePath { name: display_name(name) });
+    }
+    Ok(())
+}
+
+/// Whether an extra field block holds an Info-ZIP Unicode Path field.
+fn has_unicode_path(mut extra: &[u8]) -> Result<bool> {
+    while extra.len() >= 4 {
+        let id = le16(extra, 0);
+        let len = usize::from(le16(extra, 2));
+        if id == EXTRA_UNICODE_PATH {
+            return Ok(true);
+        }
+        extra = extra.get(4 + len..).ok_or_else(|| IpaError::malformed("an extra field is cut short"))?;
+    }
+    Ok(false)
+}
+
+/// Some extractors name a file by its Unicode Path field instead of its name: this reader and a
+/// device could then see different files, so such archives are refused.
+fn unicode_path_error(name: &[u8]) -> IpaError {
+    IpaError::HeaderMismatch { name: display_name(name), detail: "a second, Unicode name in an extra field".to_owned() }
+}
+
+/// Refuses a symbolic link that other entries are stored beneath: an extractor following it
+/// would write those entries somewhere else (over the app's Info.plist, say).
+fn check_symlinks(directory: &[u8], entries: &[Entry], by_name: &[usize]) -> Result<()> {
+    let name =
+        |index: usize| &directory[entries[index].name_start..entries[index].name_start + entries[index].name_len];
+    for (index, entry) in entries.iter().enumerate() {
+        if !entry.is_symlink {
+            continue;
+        }
+        let mut prefix = name(index).strip_suffix(b"/").unwrap_or(name(index)).to_vec();
+        prefix.push(b'/');
+        let first = by_name.partition_point(|&other| name(other) < prefix.as_slice());
+        if by_name.get(first).is_some_and(|&other| name(other).starts_with(&prefix)) {
+            return Err(IpaError::UnsafePath { name: display_name(name(index)) });
+        }
     }
     Ok(())
 }

@@ -148,17 +148,23 @@ fn oversized_info_plists_are_refused_by_declared_and_by_real_size() {
         .to_bytes();
     assert_eq!(code_of(&bytes), "entry-too-large");
 
-    // A bomb: declares 100 bytes, inflates to 100 MiB. Reading stops after 101 bytes.
-    let mut zip = IpaBuilder::new("x").zip();
-    for entry in &mut zip.entries {
-        if entry.name.ends_with(b"Info.plist") {
-            entry.data = otaship_ipa::builder::Data::Bytes(vec![0; 100 << 20]);
-            entry.declared_size = Some(100);
+    // A bomb: declares 300,000 bytes (plausible for its ~100 KB of compressed data), inflates
+    // to 100 MiB. Reading stops one byte past the declared size.
+    let bomb_with = |declared: u64| {
+        let mut zip = IpaBuilder::new("x").zip();
+        for entry in &mut zip.entries {
+            if entry.name.ends_with(b"Info.plist") {
+                entry.data = otaship_ipa::builder::Data::Bytes(vec![0; 100 << 20]);
+                entry.declared_size = Some(declared);
+            }
         }
-    }
-    let bomb = zip.to_bytes();
+        zip.to_bytes()
+    };
+    let bomb = bomb_with(300_000);
     assert!(bomb.len() < 200_000, "the bomb is small on disk");
     assert_eq!(code_of(&bomb), "entry-too-large");
+    // Declaring less than the compressed data could ever hold is refused before inflating.
+    assert_eq!(code_of(&bomb_with(100)), "entry-corrupt");
 }
 
 #[test]
@@ -418,4 +424,171 @@ fn find(haystack: &[u8], needle: &[u8], occurrence: usize) -> usize {
         .nth(occurrence)
         .map(|(at, _)| at)
         .expect("present")
+}
+
+// Regression tests from the review of the reader (each was a confirmed way in).
+
+fn with_info_bytes(bytes: Vec<u8>) -> Vec<u8> {
+    let mut zip = IpaBuilder::new("x").zip();
+    for entry in &mut zip.entries {
+        if entry.name.ends_with(b"Info.plist") {
+            entry.data = otaship_ipa::builder::Data::Bytes(bytes.clone());
+        }
+    }
+    zip.to_bytes()
+}
+
+#[test]
+fn a_non_ascii_icon_name_does_not_panic() {
+    let bytes = IpaBuilder::new("com.example.app")
+        .info("CFBundleIconFiles", Value::Array(vec!["AppIconé60x60".into()]))
+        .app_file("AppIconé60x60.png", "not a png")
+        .to_bytes();
+    let report = inspect(&bytes).expect("valid").report;
+    assert!(report.icon.is_none());
+    assert!(report.installable.warnings.iter().any(|warning| warning.code == "icon-unreadable"));
+}
+
+#[test]
+fn a_binary_plist_repeating_one_large_string_is_refused() {
+    // One 300 KB string referenced 1000 times: 302 KB on disk, 300 MB if expanded.
+    let big = vec![b'a'; 300_000];
+    let mut bytes = b"bplist00".to_vec();
+    let array_offset = bytes.len();
+    bytes.push(0xaf);
+    bytes.push(0x11); // two-byte count follows
+    bytes.extend_from_slice(&1000u16.to_be_bytes());
+    for _ in 0..1000 {
+        bytes.extend_from_slice(&1u16.to_be_bytes());
+    }
+    let string_offset = bytes.len();
+    bytes.push(0x5f);
+    bytes.push(0x12); // four-byte length follows
+    bytes.extend_from_slice(&(big.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&big);
+    let table = bytes.len() as u64;
+    bytes.extend_from_slice(&(array_offset as u32).to_be_bytes());
+    bytes.extend_from_slice(&(string_offset as u32).to_be_bytes());
+    bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0, 4, 2]);
+    bytes.extend_from_slice(&2u64.to_be_bytes());
+    bytes.extend_from_slice(&0u64.to_be_bytes());
+    bytes.extend_from_slice(&table.to_be_bytes());
+    assert_eq!(code_of(&with_info_bytes(bytes)), "metadata-too-large");
+}
+
+#[test]
+fn many_apps_or_extensions_are_refused_in_linear_time() {
+    let mut many_apps = ZipBuilder::new();
+    many_apps.entries.extend(IpaBuilder::new("a.b").zip().entries);
+    for index in 0..40_000 {
+        many_apps.entries.push(ZipEntry::dir(format!("Payload/App{index}.app/")));
+    }
+    assert_eq!(code_of(&many_apps.to_bytes()), "ipa-multiple-apps");
+    let info = plist_bytes(&Value::Dictionary(IpaBuilder::new("a.b.x").info), PlistFormat::Binary);
+    let mut many_extensions = IpaBuilder::new("a.b");
+    for index in 0..70 {
+        many_extensions = many_extensions.app_file(&format!("PlugIns/E{index}.appex/Info.plist"), info.clone());
+    }
+    assert_eq!(code_of(&many_extensions.to_bytes()), "ipa-too-many-extensions");
+}
+
+#[test]
+fn hidden_bytes_between_or_before_entries_are_refused() {
+    let hidden_plist = plist_bytes(&Value::Dictionary(IpaBuilder::new("com.evil.app").info), PlistFormat::Binary);
+    let hidden = ZipBuilder::new().entry(ZipEntry::new(format!("{APP}/Info.plist"), hidden_plist)).to_bytes();
+    // A whole local entry (and no central record) in a gap between two entries.
+    let mut zip = IpaBuilder::new("com.good.app").zip();
+    zip.entries[1].gap_after = hidden.clone();
+    assert_eq!(code_of(&zip.to_bytes()), "zip-malformed");
+    // ...before the first entry.
+    let mut zip = IpaBuilder::new("com.good.app").zip();
+    zip.prefix = hidden.clone();
+    assert_eq!(code_of(&zip.to_bytes()), "zip-malformed");
+    // ...inside an entry's compressed size, after its deflate stream ends.
+    let mut zip = IpaBuilder::new("com.good.app").zip();
+    for entry in &mut zip.entries {
+        if entry.name.ends_with(b"Info.plist") {
+            entry.data_suffix = hidden.clone();
+        }
+    }
+    assert_eq!(code_of(&zip.to_bytes()), "entry-corrupt");
+}
+
+#[test]
+fn names_that_alias_another_path_are_refused() {
+    for name in
+        ["Payload/Example.app/./Info.plist", "Payload/Example.app//Info.plist", "./Payload/Example.app/Info.plist"]
+    {
+        let bytes = IpaBuilder::new("com.example.app").entry(ZipEntry::new(name, "x")).to_bytes();
+        assert_eq!(code_of(&bytes), "zip-unsafe-path", "{name}");
+    }
+    // An Info-ZIP Unicode Path field renaming an innocent entry.
+    let mut field = vec![0x75, 0x70];
+    let target = format!("{APP}/Info.plist");
+    field.extend_from_slice(&((5 + target.len()) as u16).to_le_bytes());
+    field.push(1);
+    field.extend_from_slice(&crc32fast::hash(b"zzz").to_le_bytes());
+    field.extend_from_slice(target.as_bytes());
+    let bytes = IpaBuilder::new("com.example.app")
+        .entry(ZipEntry { extra_fields: field, ..ZipEntry::new("zzz", "evil") })
+        .to_bytes();
+    assert_eq!(code_of(&bytes), "zip-header-mismatch");
+    // A symbolic link that other entries are stored beneath.
+    let bytes = IpaBuilder::new("com.example.app")
+        .entry(ZipEntry { unix_mode: Some(0o120777), ..ZipEntry::stored("Payload/Link", "Example.app") })
+        .entry(ZipEntry::new("Payload/Link/Info.plist", "evil"))
+        .to_bytes();
+    assert_eq!(code_of(&bytes), "zip-unsafe-path");
+    // A symbolic link on its own is harmless.
+    let bytes = IpaBuilder::new("com.example.app")
+        .entry(ZipEntry { unix_mode: Some(0o120777), ..ZipEntry::stored("Payload/Example.app/Current", "Versions/A") })
+        .to_bytes();
+    assert!(inspect(&bytes).is_ok());
+}
+
+#[test]
+fn a_profile_with_thousands_of_signers_is_refused_quickly() {
+    // ContentInfo { signedData, [0] SignedData { 1, {}, { data, [0] OCTET STRING }, SET OF 50,000 signers } }
+    fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = body.len();
+        if len < 128 {
+            out.push(len as u8);
+        } else {
+            let bytes = (len as u32).to_be_bytes();
+            let skip = bytes.iter().take_while(|byte| **byte == 0).count();
+            out.push(0x80 | (4 - skip) as u8);
+            out.extend_from_slice(&bytes[skip..]);
+        }
+        out.extend_from_slice(body);
+        out
+    }
+    let content = profile_plist("T.a", Some(&["x"]), false, false, future());
+    let signer =
+        tlv(0x30, &[tlv(0x02, &[1]), tlv(0x30, &[]), tlv(0x30, &tlv(0x06, &[0x2b, 0x0e, 0x03, 0x02, 0x1a]))].concat());
+    let signers = tlv(0x31, &signer.repeat(50_000));
+    let encapsulated = tlv(
+        0x30,
+        &[tlv(0x06, &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01]), tlv(0xa0, &tlv(0x04, &content))].concat(),
+    );
+    let signed_data = tlv(0x30, &[tlv(0x02, &[1]), tlv(0x31, &[]), encapsulated, signers].concat());
+    let message = tlv(
+        0x30,
+        &[tlv(0x06, &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02]), tlv(0xa0, &signed_data)].concat(),
+    );
+    let error = otaship_ipa::read_profile(&message, &Limits::default(), datetime!(2026-11-21 0:00 UTC), "p")
+        .err()
+        .expect("refused");
+    assert_eq!(error.code(), "profile-malformed");
+}
+
+#[test]
+fn a_zip64_record_that_disagrees_with_the_classic_one_is_refused() {
+    let mut zip = IpaBuilder::new("com.example.app").zip();
+    zip.force_zip64 = true;
+    let mut bytes = zip.to_bytes();
+    // The classic end record's entry counts say 0xffff ("see ZIP64"); make them claim 3.
+    let end = bytes.len() - 22;
+    bytes[end + 8..end + 12].copy_from_slice(&[3, 0, 3, 0]);
+    assert_eq!(code_of(&bytes), "zip-malformed");
 }

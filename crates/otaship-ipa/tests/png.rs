@@ -397,23 +397,21 @@ fn hostile_crushed_images_are_refused() {
     // Data that inflates past the image size.
     let mut long_raw = vec![0u8; 8 * (1 + 8 * 4) + 10_000];
     long_raw[0] = 0;
-    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(&long_raw).expect("deflate");
-    let mut bomb = b"\x89PNG\r\n\x1a\n".to_vec();
-    chunk(&mut bomb, b"CgBI", &[0x50, 0, 0x20, 2]);
-    chunk(&mut bomb, b"IHDR", &[0, 0, 0, 8, 0, 0, 0, 8, 8, 6, 0, 0, 0]);
-    chunk(&mut bomb, b"IDAT", &encoder.finish().expect("deflate"));
-    chunk(&mut bomb, b"IEND", &[]);
-    assert!(decode_crushed(&bomb, 64).is_err());
+    assert!(decode_crushed(&crushed_8x8_rgba(&long_raw), 64).is_err());
     // A bad filter byte.
     let mut raw = vec![0u8; 8 * (1 + 8 * 4)];
     raw[0] = 9;
+    assert!(decode_crushed(&crushed_8x8_rgba(&raw), 64).is_err());
+}
+
+/// A crushed 8x8 RGBA PNG around the given (unchecked) filtered image data.
+fn crushed_8x8_rgba(raw: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(&raw).expect("deflate");
-    let mut bad = b"\x89PNG\r\n\x1a\n".to_vec();
-    chunk(&mut bad, b"CgBI", &[0x50, 0, 0x20, 2]);
-    chunk(&mut bad, b"IHDR", &[0, 0, 0, 8, 0, 0, 0, 8, 8, 6, 0, 0, 0]);
-    chunk(&mut bad, b"IDAT", &encoder.finish().expect("deflate"));
-    chunk(&mut bad, b"IEND", &[]);
-    assert!(decode_crushed(&bad, 64).is_err());
+    encoder.write_all(raw).expect("deflate");
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut png, b"CgBI", &[0x50, 0, 0x20, 2]);
+    chunk(&mut png, b"IHDR", &[0, 0, 0, 8, 0, 0, 0, 8, 8, 6, 0, 0, 0]);
+    chunk(&mut png, b"IDAT", &encoder.finish().expect("deflate"));
+    chunk(&mut png, b"IEND", &[]);
+    png
 }
