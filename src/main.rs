@@ -18,6 +18,10 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the server: upload builds, get install pages that install.
+    Serve(otaship_server::ServeArgs),
+    /// Create, list and revoke API tokens.
+    Token(cli::serve::TokenArgs),
     /// Read an .ipa or a provisioning profile and say what it is and whether it will install.
     Inspect(cli::inspect::InspectArgs),
 }
@@ -25,6 +29,8 @@ enum Command {
 fn main() -> ExitCode {
     let args = Args::parse();
     let outcome = match args.command {
+        Command::Serve(serve) => cli::serve::serve(&serve),
+        Command::Token(token) => cli::serve::token(&token),
         Command::Inspect(inspect) => cli::inspect::run(&inspect),
     };
     match outcome {

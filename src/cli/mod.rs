@@ -4,6 +4,7 @@
 //! (unreadable file, unwritable output); 2 the input was refused (with a stable error code).
 
 pub mod inspect;
+pub mod serve;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -62,5 +63,11 @@ pub fn print(text: &str) -> Result<(), Failure> {
             Err(Failure::Failed(anyhow::Error::new(error).context("cannot write to standard output")))
         }
         _ => Ok(()),
+    }
+}
+
+impl From<otaship_server::db::DbError> for Failure {
+    fn from(error: otaship_server::db::DbError) -> Self {
+        Failure::Failed(anyhow::Error::new(error).context("the database failed"))
     }
 }

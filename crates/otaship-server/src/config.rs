@@ -1,0 +1,235 @@
+//! Server configuration: one validated [`Config`] built from four layers with one precedence,
+//! defaults < TOML file < `OTASHIP_*` environment < command-line flags.
+//!
+//! Flags and environment variables are read by clap (a flag wins over its variable); the file
+//! fills what neither gave. Nothing after start-up reads the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// `otaship serve` flags; each can also come from `OTASHIP_*` or the TOML file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys as the flags, with underscores).
+    #[arg(long, env = "OTASHIP_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the database, blobs and secrets live [default: ./otaship-data].
+    #[arg(long, env = "OTASHIP_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "OTASHIP_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Base of every absolute URL the server writes (links, manifests), e.g.
+    /// https://ota.example.com. Without it, URLs come from the request's Host.
+    #[arg(long, env = "OTASHIP_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Honour X-Forwarded-Proto/Host/Port from a reverse proxy.
+    #[arg(long, env = "OTASHIP_TRUST_PROXY", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub trust_proxy: Option<bool>,
+    /// `off` to serve plain HTTP (behind a TLS proxy).
+    #[arg(long, env = "OTASHIP_TLS", value_name = "MODE")]
+    pub tls: Option<String>,
+    /// Database URL [default: sqlite://<data-dir>/otaship.db].
+    #[arg(long, env = "OTASHIP_DATABASE", value_name = "URL")]
+    pub database: Option<String>,
+    /// Largest upload accepted, e.g. 4GiB, 500MB, 1048576 [default: 4GiB].
+    #[arg(long, env = "OTASHIP_MAX_UPLOAD_SIZE", value_name = "SIZE")]
+    pub max_upload_size: Option<String>,
+}
+
+/// The settings as the TOML file may give them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    public_url: Option<String>,
+    trust_proxy: Option<bool>,
+    tls: Option<String>,
+    database: Option<String>,
+    max_upload_size: Option<String>,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data directory (created if missing).
+    pub data_dir: PathBuf,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Base URL for absolute links, without a trailing slash.
+    pub public_url: Option<String>,
+    /// Whether `X-Forwarded-*` headers are trusted.
+    pub trust_proxy: bool,
+    /// SQLite database file.
+    pub database_path: PathBuf,
+    /// Largest accepted upload, in bytes.
+    pub max_upload_size: u64,
+}
+
+impl Config {
+    /// Merges the layers and validates them; errors say how to fix the setting.
+    pub fn load(args: &ServeArgs) -> Result<Self> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+                toml::from_str::<FileSettings>(&text)
+                    .with_context(|| format!("the configuration file {} is not valid", path.display()))?
+            }
+            None => FileSettings::default(),
+        };
+        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("otaship-data"));
+        let listen_text = args.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen: SocketAddr = listen_text.parse().with_context(|| {
+            format!("--listen {listen_text:?} is not an address and port; write it like 127.0.0.1:8080 or [::]:8080")
+        })?;
+        let public_url = match args.public_url.clone().or(file.public_url) {
+            Some(url) => Some(validate_public_url(&url)?),
+            None => None,
+        };
+        let tls = args.tls.clone().or(file.tls).unwrap_or_else(|| "off".to_owned());
+        if tls != "off" {
+            bail!("--tls {tls:?} is not supported yet: use --tls off and terminate TLS at a reverse proxy");
+        }
+        let database = args.database.clone().or(file.database);
+        let database_path = match database {
+            None => data_dir.join("otaship.db"),
+            Some(url) => match url.strip_prefix("sqlite://") {
+                Some(path) if !path.is_empty() => PathBuf::from(path),
+                _ => bail!("--database {url:?} is not supported: use sqlite:///path/to/otaship.db"),
+            },
+        };
+        let size_text = args.max_upload_size.clone().or(file.max_upload_size).unwrap_or_else(|| "4GiB".to_owned());
+        let max_upload_size = parse_size(&size_text)
+            .with_context(|| format!("--max-upload-size {size_text:?} is not a size; write it like 4GiB or 500MB"))?;
+        Ok(Config {
+            data_dir,
+            listen,
+            public_url,
+            trust_proxy: args.trust_proxy.or(file.trust_proxy).unwrap_or(false),
+            database_path,
+            max_upload_size,
+        })
+    }
+
+    /// Where uploads are written before they are checked and moved into place.
+    pub fn temp_dir(&self) -> PathBuf {
+        self.data_dir.join("tmp")
+    }
+
+    /// Where blobs live on local disk.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.data_dir.join("blobs")
+    }
+}
+
+fn validate_public_url(url: &str) -> Result<String> {
+    let trimmed = url.trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+        .with_context(|| format!("--public-url {url:?} must start with https:// (or http:// behind a TLS proxy)"))?;
+    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+        bail!("--public-url {url:?} must be a base URL such as https://ota.example.com, without query or fragment");
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Parses `4GiB`, `500MB`, `1048576`, `10 KiB`.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        _ => return None,
+    };
+    number.checked_mul(multiplier)
+}
+
+/// Creates the data directory and its parts, failing with a sentence that says how to fix it.
+pub fn prepare_data_dir(config: &Config) -> Result<()> {
+    for dir in [&config.data_dir, &config.temp_dir(), &config.blob_dir()] {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!("cannot create {}; choose a writable --data-dir or fix its permissions", dir.display())
+        })?;
+    }
+    let probe = config.data_dir.join(".write-test");
+    std::fs::write(&probe, b"ok").with_context(|| {
+        format!(
+            "the data directory {} is not writable; choose another --data-dir or fix its permissions",
+            config.data_dir.display()
+        )
+    })?;
+    std::fs::remove_file(&probe).ok();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("4GiB"), Some(4 << 30));
+        assert_eq!(parse_size("500MB"), Some(500_000_000));
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_size("10 KiB"), Some(10 << 10));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size("99999999999999TiB"), None);
+    }
+
+    #[test]
+    fn precedence_is_defaults_then_file_then_environment_and_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("otaship.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nmax_upload_size = \"1GiB\"\npublic_url = \"https://file.example\"\n",
+        )
+        .expect("write");
+        let from_file = Config::load(&ServeArgs { config: Some(file.clone()), ..ServeArgs::default() }).expect("valid");
+        assert_eq!(from_file.listen.port(), 9000);
+        assert_eq!(from_file.max_upload_size, 1 << 30);
+        assert_eq!(from_file.public_url.as_deref(), Some("https://file.example"));
+        // A flag (or its environment variable, which clap folds into the same field) wins.
+        let flagged = Config::load(&ServeArgs {
+            config: Some(file),
+            listen: Some("127.0.0.1:9100".into()),
+            ..ServeArgs::default()
+        })
+        .expect("valid");
+        assert_eq!(flagged.listen.port(), 9100);
+        assert_eq!(flagged.max_upload_size, 1 << 30);
+        let defaults = Config::load(&ServeArgs::default()).expect("valid");
+        assert_eq!(defaults.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(defaults.max_upload_size, 4 << 30);
+        assert_eq!(defaults.database_path, PathBuf::from("otaship-data/otaship.db"));
+    }
+
+    #[test]
+    fn bad_settings_say_how_to_fix_them() {
+        let error =
+            Config::load(&ServeArgs { listen: Some("localhost".into()), ..ServeArgs::default() }).expect_err("refused");
+        assert!(error.to_string().contains("write it like 127.0.0.1:8080"), "{error}");
+        let error = Config::load(&ServeArgs { public_url: Some("ftp://x".into()), ..ServeArgs::default() })
+            .expect_err("refused");
+        assert!(error.to_string().contains("must start with https://"), "{error}");
+        let error = Config::load(&ServeArgs { max_upload_size: Some("huge".into()), ..ServeArgs::default() })
+            .expect_err("refused");
+        assert!(error.to_string().contains("4GiB"), "{error}");
+    }
+}

@@ -1,0 +1,192 @@
+//! Downloads of the `.ipa` and the icon: GET and HEAD, `Content-Length`, single byte ranges
+//! (`206`), a strong `ETag` from the content's SHA-256, and never any compression.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use crate::AppState;
+use crate::db::BuildRow;
+use crate::error::ApiError;
+use crate::storage::{BlobKey, BlobKind};
+
+async fn build_for(state: &AppState, token: &str) -> Result<BuildRow, ApiError> {
+    if token.len() != 32 || !token.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return Err(ApiError::not_found("The build"));
+    }
+    state.db.build_by_token(token).await.map_err(|error| match error {
+        crate::db::DbError::NotFound => ApiError::not_found("The build"),
+        other => other.into(),
+    })
+}
+
+/// `GET|HEAD /i/{token}/app.ipa`.
+pub async fn ipa(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let build = build_for(&state, &token).await?;
+    let file = state
+        .storage
+        .open(&BlobKey { build_id: build.id.clone(), kind: BlobKind::Ipa })
+        .await
+        .map_err(ApiError::internal)?;
+    let etag = format!("\"{}\"", build.sha256);
+    let disposition = content_disposition(&build);
+    serve_file(file, build.size, &etag, "application/octet-stream", Some(&disposition), &method, &headers).await
+}
+
+/// `GET /i/{token}/icon.png`: the icon as a standard PNG.
+pub async fn icon(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let build = build_for(&state, &token).await?;
+    if !build.has_icon {
+        return Err(ApiError::not_found("The icon"));
+    }
+    let file = state
+        .storage
+        .open(&BlobKey { build_id: build.id.clone(), kind: BlobKind::Icon })
+        .await
+        .map_err(ApiError::internal)?;
+    let size = file.metadata().await.map_err(ApiError::internal)?.len();
+    let etag = format!("\"icon-{}\"", build.sha256);
+    serve_file(file, size, &etag, "image/png", None, &Method::GET, &headers).await
+}
+
+/// A readable file name: `Name-1.2-45.ipa`, ASCII for old clients and UTF-8 for the rest.
+fn content_disposition(build: &BuildRow) -> String {
+    let mut name = build.name.clone().unwrap_or_else(|| build.bundle_id.clone());
+    for part in [&build.version, &build.build].into_iter().flatten() {
+        name.push('-');
+        name.push_str(part);
+    }
+    let safe: String =
+        name.chars().map(|c| if c.is_control() || matches!(c, '/' | '\\' | '"' | ':') { '_' } else { c }).collect();
+    let ascii: String =
+        safe.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
+    let encoded = percent_encoding::utf8_percent_encode(&safe, percent_encoding::NON_ALPHANUMERIC);
+    format!("attachment; filename=\"{ascii}.ipa\"; filename*=UTF-8''{encoded}.ipa")
+}
+
+async fn serve_file(
+    mut file: tokio::fs::File,
+    size: u64,
+    etag: &str,
+    content_type: &'static str,
+    disposition: Option<&str>,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let mut response = Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, etag)
+        .header(header::CACHE_CONTROL, "private, no-transform");
+    if let Some(disposition) = disposition {
+        response = response.header(header::CONTENT_DISPOSITION, disposition);
+    }
+    let header_text = |name: header::HeaderName| headers.get(name).and_then(|value| value.to_str().ok());
+    if header_text(header::IF_NONE_MATCH)
+        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"))
+    {
+        return response.status(StatusCode::NOT_MODIFIED).body(Body::empty()).map_err(ApiError::internal);
+    }
+    // A Range applies only if If-Range (when present) still names this content.
+    let range =
+        header_text(header::RANGE).filter(|_| header_text(header::IF_RANGE).is_none_or(|tag| tag.trim() == etag));
+    let (status, start, length) = match range.map(|text| parse_range(text, size)) {
+        None | Some(RangeRequest::Ignore) => (StatusCode::OK, 0, size),
+        Some(RangeRequest::Single(start, end)) => {
+            response = response.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        Some(RangeRequest::Unsatisfiable) => {
+            return response
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+                .body(Body::empty())
+                .map_err(ApiError::internal);
+        }
+    };
+    response = response.status(status).header(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if method == Method::HEAD {
+        return response.body(Body::empty()).map_err(ApiError::internal);
+    }
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start)).await.map_err(ApiError::internal)?;
+    }
+    let stream = ReaderStream::with_capacity(file.take(length), 256 << 10);
+    response.body(Body::from_stream(stream)).map_err(ApiError::internal)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RangeRequest {
+    /// Serve the whole file (malformed or multi-range requests: allowed by RFC 9110).
+    Ignore,
+    /// Inclusive byte range.
+    Single(u64, u64),
+    /// Nothing of the range exists.
+    Unsatisfiable,
+}
+
+fn parse_range(text: &str, size: u64) -> RangeRequest {
+    let Some(spec) = text.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Ignore;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Ignore;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeRequest::Ignore;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let parsed = |value: &str| value.parse::<u64>().ok();
+    match (first.is_empty(), last.is_empty()) {
+        // bytes=-N: the last N bytes.
+        (true, false) => match parsed(last) {
+            Some(0) => RangeRequest::Unsatisfiable,
+            Some(_) if size == 0 => RangeRequest::Unsatisfiable,
+            Some(suffix) => RangeRequest::Single(size.saturating_sub(suffix), size - 1),
+            None => RangeRequest::Ignore,
+        },
+        (false, _) => match (parsed(first), if last.is_empty() { Some(u64::MAX) } else { parsed(last) }) {
+            (Some(start), Some(end)) if start <= end => {
+                if start >= size {
+                    RangeRequest::Unsatisfiable
+                } else {
+                    RangeRequest::Single(start, end.min(size - 1))
+                }
+            }
+            _ => RangeRequest::Ignore,
+        },
+        (true, true) => RangeRequest::Ignore,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RangeRequest, parse_range};
+
+    #[test]
+    fn ranges_parse_as_rfc_9110_says() {
+        assert_eq!(parse_range("bytes=0-99", 1000), RangeRequest::Single(0, 99));
+        assert_eq!(parse_range("bytes=900-", 1000), RangeRequest::Single(900, 999));
+        assert_eq!(parse_range("bytes=-100", 1000), RangeRequest::Single(900, 999));
+        assert_eq!(parse_range("bytes=-5000", 1000), RangeRequest::Single(0, 999));
+        assert_eq!(parse_range("bytes=990-5000", 1000), RangeRequest::Single(990, 999));
+        assert_eq!(parse_range("bytes=1000-", 1000), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 1000), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=5-1", 1000), RangeRequest::Ignore);
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), RangeRequest::Ignore);
+        assert_eq!(parse_range("items=0-1", 1000), RangeRequest::Ignore);
+        assert_eq!(parse_range("bytes=x-1", 1000), RangeRequest::Ignore);
+    }
+}

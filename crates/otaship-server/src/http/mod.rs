@@ -1,0 +1,121 @@
+//! The HTTP surface: one router listing every route, and the request helpers they share.
+
+mod api;
+mod download;
+mod pages;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::routing::{get, post};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::AppState;
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/builds", post(api::upload_build))
+        .route("/api/v1/builds/{id}", get(api::get_build).delete(api::delete_build))
+        .route("/api/v1/apps", get(api::list_apps))
+        .route("/api/v1/apps/{app}/builds", get(api::list_builds))
+        .route("/i/{token}", get(pages::install_page))
+        .route("/i/{token}/manifest.plist", get(pages::manifest))
+        .route("/i/{token}/icon.png", get(download::icon))
+        .route("/i/{token}/app.ipa", get(download::ipa).head(download::ipa))
+        .route("/healthz", get(|| async { "ok\n" }))
+        // Uploads stream to disk under their own limit (--max-upload-size); no body is ever
+        // buffered whole, so axum's default 2 MB buffer limit does not apply.
+        .layer(DefaultBodyLimit::disable())
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .with_state(state)
+}
+
+/// The base of absolute URLs for this request: `--public-url`, else the request's Host (and,
+/// with `--trust-proxy`, the `X-Forwarded-*` headers).
+pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.config.public_url {
+        return url.clone();
+    }
+    let header_text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim);
+    let forwarded = |name: &str| if state.config.trust_proxy { header_text(name) } else { None };
+    let scheme = forwarded("x-forwarded-proto")
+        .and_then(|value| value.split(',').next())
+        .map(str::trim)
+        .filter(|value| *value == "https" || *value == "http")
+        .unwrap_or("http");
+    let host = forwarded("x-forwarded-host")
+        .and_then(|value| value.split(',').next())
+        .map(str::trim)
+        .or_else(|| header_text("host"))
+        .filter(|host| is_plausible_host(host))
+        .unwrap_or("localhost");
+    let port =
+        forwarded("x-forwarded-port").filter(|port| port.bytes().all(|b| b.is_ascii_digit()) && !port.is_empty());
+    let default_port = |port: &str| (scheme == "https" && port == "443") || (scheme == "http" && port == "80");
+    match port {
+        Some(port) if !host.contains(':') && !default_port(port) => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    }
+}
+
+/// A Host value that cannot smuggle a path, query or credentials into generated URLs.
+fn is_plausible_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
+/// The public URLs of a build.
+pub struct BuildUrls {
+    /// The install page.
+    pub install: String,
+    /// The manifest.
+    pub manifest: String,
+    /// The `.ipa`.
+    pub download: String,
+    /// The icon, when there is one.
+    pub icon: Option<String>,
+}
+
+impl BuildUrls {
+    /// URLs under `base` for a build's install token.
+    pub fn new(base: &str, token: &str, has_icon: bool) -> Self {
+        let root = format!("{base}/i/{token}");
+        BuildUrls {
+            manifest: format!("{root}/manifest.plist"),
+            download: format!("{root}/app.ipa"),
+            icon: has_icon.then(|| format!("{root}/icon.png")),
+            install: root,
+        }
+    }
+}
+
+/// Everything outside RFC 3986's unreserved set is encoded.
+const COMPONENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// The `itms-services` link for a manifest URL (not HTML-escaped; templates escape it).
+pub fn itms_link(manifest_url: &str) -> String {
+    format!(
+        "itms-services://?action=download-manifest&url={}",
+        percent_encoding::utf8_percent_encode(manifest_url, COMPONENT)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::itms_link;
+
+    #[test]
+    fn the_manifest_url_is_encoded_as_one_component() {
+        assert_eq!(
+            itms_link("https://ota.example.com/i/abc/manifest.plist?t=a&b=c#x"),
+            "itms-services://?action=download-manifest&url=https%3A%2F%2Fota.example.com%2Fi%2Fabc%2Fmanifest.plist%3Ft%3Da%26b%3Dc%23x"
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! The tester's side: the install page and the manifest the iOS installer fetches. Neither
+//! depends on a cookie: the installer fetches without the browser's cookies, so the unguessable
+//! install token in the path is the only key.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use plist::{Dictionary, Value};
+use serde_json::Value as Json;
+
+use super::{BuildUrls, base_url, itms_link};
+use crate::AppState;
+use crate::db::BuildRow;
+use crate::error::ApiError;
+
+#[derive(Template)]
+#[template(path = "install.html")]
+struct InstallPage<'a> {
+    name: &'a str,
+    bundle_id: &'a str,
+    version: &'a str,
+    build: &'a str,
+    size: String,
+    uploaded: String,
+    notes: Option<&'a str>,
+    profile_kind: Option<&'static str>,
+    profile_expiry: Option<String>,
+    icon_url: Option<String>,
+    install_url: String,
+    itms_link: String,
+    problems: Vec<String>,
+    warnings: Vec<String>,
+    min_os: Option<&'a str>,
+    qr_svg: String,
+}
+
+#[derive(Template)]
+#[template(path = "not_found.html")]
+struct NotFoundPage;
+
+async fn find_build(state: &AppState, token: &str) -> Result<Option<BuildRow>, ApiError> {
+    if token.len() != 32 || !token.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    match state.db.build_by_token(token).await {
+        Ok(build) => Ok(Some(build)),
+        Err(crate::db::DbError::NotFound) => Ok(None),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// `GET /i/{token}`: the install page.
+pub async fn install_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(build) = find_build(&state, &token).await? else {
+        let page = NotFoundPage.render().map_err(ApiError::internal)?;
+        return Ok((StatusCode::NOT_FOUND, Html(page)).into_response());
+    };
+    let report: Json = serde_json::from_str(&build.report).map_err(ApiError::internal)?;
+    let profile = report.get("profile").filter(|profile| !profile.is_null());
+    let messages = |list: &str| -> Vec<String> {
+        report["installable"][list]
+            .as_array()
+            .map(|findings| {
+                findings.iter().filter_map(|finding| finding["message"].as_str().map(str::to_owned)).collect()
+            })
+            .unwrap_or_default()
+    };
+    let urls = BuildUrls::new(&base_url(&state, &headers), &build.install_token, build.has_icon);
+    let qr_svg = qrcode::QrCode::new(urls.install.as_bytes())
+        .map(|code| code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(180, 180).quiet_zone(true).build())
+        .map_err(ApiError::internal)?;
+    let page = InstallPage {
+        name: build.name.as_deref().unwrap_or(&build.bundle_id),
+        bundle_id: &build.bundle_id,
+        version: build.version.as_deref().unwrap_or("—"),
+        build: build.build.as_deref().unwrap_or("—"),
+        size: human_size(build.size),
+        uploaded: format!("{} UTC", crate::db::timestamp(build.created_at).get(..16).unwrap_or("").replace('T', " ")),
+        notes: build.notes.as_deref(),
+        profile_kind: profile.and_then(|profile| profile["kind"].as_str()).map(kind_words),
+        profile_expiry: profile
+            .and_then(|profile| profile["expires_at"].as_str())
+            .map(|at| at.chars().take(10).collect()),
+        icon_url: urls.icon.clone(),
+        itms_link: itms_link(&urls.manifest),
+        install_url: urls.install.clone(),
+        problems: messages("problems"),
+        warnings: messages("warnings"),
+        min_os: report["min_os"].as_str(),
+        qr_svg,
+    };
+    let html = page.render().map_err(ApiError::internal)?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
+}
+
+/// `GET /i/{token}/manifest.plist`: written with a plist serializer, never a template.
+pub async fn manifest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(build) = find_build(&state, &token).await? else {
+        return Err(ApiError::not_found("The build"));
+    };
+    let urls = BuildUrls::new(&base_url(&state, &headers), &build.install_token, build.has_icon);
+    let body = manifest_xml(&build, &urls).map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], body).into_response())
+}
+
+fn manifest_xml(build: &BuildRow, urls: &BuildUrls) -> Result<Vec<u8>, plist::Error> {
+    let asset = |kind: &str, url: &str| {
+        let mut dict = Dictionary::new();
+        dict.insert("kind".into(), kind.into());
+        dict.insert("url".into(), url.into());
+        Value::Dictionary(dict)
+    };
+    let mut assets = vec![asset("software-package", &urls.download)];
+    if let Some(icon) = &urls.icon {
+        assets.push(asset("display-image", icon));
+        assets.push(asset("full-size-image", icon));
+    }
+    let mut metadata = Dictionary::new();
+    metadata.insert("bundle-identifier".into(), build.bundle_id.clone().into());
+    if let Some(version) = &build.version {
+        metadata.insert("bundle-version".into(), xml_safe(version).into());
+    }
+    metadata.insert("kind".into(), "software".into());
+    let title = build.name.as_deref().map(xml_safe).filter(|title| !title.trim().is_empty());
+    metadata.insert("title".into(), title.unwrap_or_else(|| build.bundle_id.clone()).into());
+    let mut item = Dictionary::new();
+    item.insert("assets".into(), Value::Array(assets));
+    item.insert("metadata".into(), Value::Dictionary(metadata));
+    let mut root = Dictionary::new();
+    root.insert("items".into(), Value::Array(vec![Value::Dictionary(item)]));
+    let mut out = Vec::new();
+    Value::Dictionary(root).to_writer_xml(&mut out)?;
+    Ok(out)
+}
+
+/// XML 1.0 cannot carry most control characters, and the plist writer does not remove them; a
+/// manifest holding one is refused by iOS.
+fn xml_safe(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r')).collect()
+}
+
+fn kind_words(kind: &str) -> &'static str {
+    match kind {
+        "development" => "Development",
+        "ad-hoc" => "Ad Hoc",
+        "enterprise" => "Enterprise (In-House)",
+        "app-store" => "App Store",
+        "developer-id" => "Developer ID",
+        _ => "an unknown kind of profile",
+    }
+}
+
+/// 1.2 MB, 845 KB, 12 bytes.
+pub fn human_size(bytes: u64) -> String {
+    match bytes {
+        0..1_000 => format!("{bytes} bytes"),
+        1_000..1_000_000 => format!("{:.0} KB", bytes as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", bytes as f64 / 1e6),
+        _ => format!("{:.2} GB", bytes as f64 / 1e9),
+    }
+}

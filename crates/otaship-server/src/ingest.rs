@@ -1,0 +1,198 @@
+//! The upload pipeline: stream the body to a temporary file in the data directory while hashing
+//! it, refuse it if too large, inspect it, move the blobs into place, and record the build in
+//! one transaction. Whatever fails on the way leaves no row and no file behind.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use futures_util::{Stream, StreamExt};
+use otaship_ipa::{FileSource, InspectOptions, IpaReport, inspect_ipa};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio::io::AsyncWriteExt;
+
+use crate::AppState;
+use crate::db::BuildRow;
+use crate::error::ApiError;
+use crate::storage::{BlobKey, BlobKind};
+use crate::tokens::{hex, random_hex};
+
+/// A temporary upload file, deleted when dropped unless it was moved into place.
+pub struct TempUpload {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl TempUpload {
+    /// A new, unique path in `dir`.
+    pub fn new(dir: &Path) -> Self {
+        TempUpload { path: dir.join(format!("upload-{}.part", random_hex(16))), kept: false }
+    }
+
+    /// The path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file was moved away; do not delete anything.
+    pub fn keep(&mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for TempUpload {
+    fn drop(&mut self) {
+        if !self.kept {
+            // Best effort: start-up clears the temporary folder of anything left.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// What was received.
+pub struct Received {
+    /// The temporary file.
+    pub file: TempUpload,
+    /// Bytes received.
+    pub size: u64,
+    /// SHA-256 hex.
+    pub sha256: String,
+}
+
+/// Streams a body into a temporary file, hashing it and enforcing the size limit.
+pub async fn receive<S, E>(state: &AppState, mut body: S) -> Result<Received, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let upload = TempUpload::new(&state.config.temp_dir());
+    let mut file = tokio::fs::File::create(upload.path()).await.map_err(storage_error)?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|error| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "upload-interrupted",
+                format!("The upload was cut off ({error}); send it again."),
+            )
+        })?;
+        size += chunk.len() as u64;
+        if size > state.config.max_upload_size {
+            return Err(too_large(state.config.max_upload_size));
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(storage_error)?;
+    }
+    file.flush().await.map_err(storage_error)?;
+    file.sync_all().await.map_err(storage_error)?;
+    drop(file);
+    if size == 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty-upload",
+            "The upload is empty; send the .ipa file as the body.",
+        ));
+    }
+    Ok(Received { file: upload, size, sha256: hex(&hasher.finalize()) })
+}
+
+/// The error for an upload over the limit.
+pub fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "upload-too-large",
+        format!("The upload is larger than this server's limit of {limit} bytes; raise --max-upload-size."),
+    )
+}
+
+/// Maps a write failure: a full disk is a 507 that says so.
+pub fn storage_error(error: io::Error) -> ApiError {
+    if error.kind() == io::ErrorKind::StorageFull || error.raw_os_error() == Some(28) {
+        ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage-full",
+            "The server's disk is full; free space in its data directory (or delete old builds), then upload again.",
+        )
+    } else {
+        ApiError::internal(error)
+    }
+}
+
+/// Inspects a received upload and records it as a build.
+pub async fn ingest(state: &AppState, mut received: Received, notes: Option<String>) -> Result<BuildRow, ApiError> {
+    let path = received.file.path().to_owned();
+    let inspection = tokio::task::spawn_blocking(move || {
+        let source = FileSource::new(std::fs::File::open(&path)?)?;
+        inspect_ipa(&source, &InspectOptions::default())
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|error| match error {
+        otaship_ipa::IpaError::Io(io) => ApiError::internal(io),
+        refused => ApiError::new(StatusCode::BAD_REQUEST, refused.code(), capitalise(&refused.to_string())),
+    })?;
+    let mut report: IpaReport = inspection.report;
+    report.sha256 = Some(received.sha256.clone());
+    let id = random_hex(16);
+    let build = BuildRow {
+        id: id.clone(),
+        install_token: random_hex(16),
+        bundle_id: report.bundle_id.clone(),
+        name: report.name.clone(),
+        version: report.version.clone(),
+        build: report.build.clone(),
+        size: received.size,
+        sha256: received.sha256.clone(),
+        notes: notes.filter(|text| !text.trim().is_empty()),
+        created_at: OffsetDateTime::now_utc(),
+        has_icon: inspection.icon_png.is_some(),
+        report: serde_json::to_string(&report).map_err(ApiError::internal)?,
+    };
+    let stored = async {
+        state.storage.put_file(&BlobKey { build_id: id.clone(), kind: BlobKind::Ipa }, received.file.path()).await?;
+        received.file.keep();
+        if let Some(icon) = &inspection.icon_png {
+            state.storage.put_bytes(&BlobKey { build_id: id.clone(), kind: BlobKind::Icon }, icon).await?;
+        }
+        Ok::<(), io::Error>(())
+    }
+    .await;
+    if let Err(error) = stored {
+        let _ = state.storage.delete_build(&id).await;
+        return Err(storage_error(error));
+    }
+    if let Err(error) = state.db.insert_build(&build).await {
+        let _ = state.storage.delete_build(&id).await;
+        return Err(error.into());
+    }
+    tracing::info!(build.id = %build.id, bundle_id = %build.bundle_id, size = build.size, "stored build {}", build.id);
+    Ok(build)
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// Removes what a crash may have left: temporary uploads, and blobs without a build row.
+pub async fn reconcile(state: &AppState) -> anyhow::Result<()> {
+    let temp = state.config.temp_dir();
+    let mut entries = tokio::fs::read_dir(&temp).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        tokio::fs::remove_file(entry.path()).await.ok();
+    }
+    let known: std::collections::HashSet<String> = state.db.build_ids().await?.into_iter().collect();
+    for id in state.storage.stored_build_ids().await? {
+        if !known.contains(&id) {
+            tracing::warn!(build.id = %id, "removing blobs of a build that was never recorded");
+            state.storage.delete_build(&id).await?;
+        }
+    }
+    Ok(())
+}

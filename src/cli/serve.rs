@@ -1,0 +1,144 @@
+//! `otaship serve` and `otaship token`: run the server, manage API tokens.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use otaship_server::db::Db;
+use otaship_server::{AppState, Config, ServeArgs, tokens};
+
+use super::{Failure, print};
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
+    let config = Config::load(args)?;
+    let admin_token = std::env::var("OTASHIP_ADMIN_TOKEN").ok().filter(|token| !token.trim().is_empty());
+    runtime()?.block_on(async move {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("OTASHIP_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+        let state = AppState::open(config).await?;
+        if let Some(token) = admin_token {
+            state.seed_token(&token).await?;
+        }
+        let listener = otaship_server::bind(&state.config).await?;
+        let address = listener.local_addr().context("cannot read the listening address")?;
+        let open = state.config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+        eprintln!("otaship is listening on {address}; open {open}");
+        eprintln!("data directory: {}", state.config.data_dir.display());
+        otaship_server::serve(state, listener, shutdown_signal()).await
+    })?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            () = terminate => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Failure::Failed(anyhow::Error::new(error).context("cannot start the async runtime")))
+}
+
+/// `otaship token`.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    command: TokenCommand,
+    /// The server's data directory [default: ./otaship-data].
+    #[arg(long, global = true, env = "OTASHIP_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The server's database URL [default: sqlite://<data-dir>/otaship.db].
+    #[arg(long, global = true, env = "OTASHIP_DATABASE", value_name = "URL")]
+    database: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (only once: it is stored hashed).
+    Create {
+        /// A name to recognise it by.
+        #[arg(long, default_value = "api")]
+        name: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by its id (from `token list`).
+    Revoke {
+        /// The token's id.
+        id: String,
+    },
+}
+
+/// Runs `otaship token ...` against the data directory.
+pub fn token(args: &TokenArgs) -> Result<(), Failure> {
+    let config = Config::load(&ServeArgs {
+        data_dir: args.data_dir.clone(),
+        database: args.database.clone(),
+        ..ServeArgs::default()
+    })?;
+    runtime()?.block_on(async {
+        otaship_server::config::prepare_data_dir(&config)?;
+        let db = Db::open(&config.database_path)
+            .await
+            .with_context(|| format!("cannot open the database {}", config.database_path.display()))?;
+        match &args.command {
+            TokenCommand::Create { name } => {
+                let token = tokens::generate();
+                db.insert_token(&tokens::random_hex(8), name, &tokens::hash(&token)).await?;
+                print(&format!("{token}\n"))?;
+            }
+            TokenCommand::List => {
+                let mut out = String::from(
+                    "ID                NAME                  CREATED               LAST USED             STATE\n",
+                );
+                for token in db.list_tokens().await? {
+                    let day = |at: time::OffsetDateTime| {
+                        otaship_server::db::timestamp(at).chars().take(16).collect::<String>()
+                    };
+                    out.push_str(&format!(
+                        "{:<17} {:<21} {:<21} {:<21} {}\n",
+                        token.id,
+                        token.name,
+                        day(token.created_at),
+                        token.last_used_at.map(day).unwrap_or_else(|| "never".into()),
+                        if token.revoked_at.is_some() { "revoked" } else { "active" }
+                    ));
+                }
+                print(&out)?;
+            }
+            TokenCommand::Revoke { id } => match db.revoke_token(id).await {
+                Ok(()) => print(&format!("revoked {id}\n"))?,
+                Err(otaship_server::db::DbError::NotFound) => {
+                    return Err(Failure::Failed(anyhow::anyhow!(
+                        "no active token has the id {id}; see `otaship token list`"
+                    )));
+                }
+                Err(other) => return Err(Failure::Failed(other.into())),
+            },
+        }
+        Ok::<(), Failure>(())
+    })
+}
