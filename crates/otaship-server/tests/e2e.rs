@@ -68,6 +68,15 @@ impl Server {
             .expect("request")
     }
 
+    /// An authenticated API GET, with extra headers, as JSON.
+    async fn api_json(&self, path: &str, headers: &[(&str, &str)]) -> Value {
+        let mut request = self.client().get(format!("{}{path}", self.base)).bearer_auth(&self.token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("request").json().await.expect("JSON")
+    }
+
     fn files_under(&self, dir: &str) -> Vec<PathBuf> {
         let mut found = Vec::new();
         let mut stack = vec![self.data_dir.path().join(dir)];
@@ -371,16 +380,7 @@ async fn bad_and_oversized_uploads_leave_nothing_behind() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(server.files_under("tmp").is_empty());
     assert!(server.files_under("blobs").is_empty());
-    let apps: Value = server
-        .client()
-        .get(format!("{}/api/v1/apps", server.base))
-        .bearer_auth(&server.token)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("JSON");
+    let apps: Value = server.api_json("/api/v1/apps", &[]).await;
     assert_eq!(apps["apps"].as_array().map(Vec::len), Some(0));
     server.stop().await;
 }
@@ -396,42 +396,18 @@ async fn apps_builds_and_deletion() {
         ids.push(body["id"].as_str().expect("id").to_owned());
     }
     let other: Value = server.upload(IpaBuilder::new("com.example.other").to_bytes()).await.json().await.expect("JSON");
-    let apps: Value = client
-        .get(format!("{}/api/v1/apps", server.base))
-        .bearer_auth(&server.token)
-        .send()
-        .await
-        .expect("apps")
-        .json()
-        .await
-        .expect("JSON");
+    let apps: Value = server.api_json("/api/v1/apps", &[]).await;
     let apps = apps["apps"].as_array().expect("apps").clone();
     assert_eq!(apps.len(), 2);
     let paged = apps.iter().find(|app| app["bundle_id"] == "com.example.paged").expect("paged app");
     assert_eq!(paged["build_count"], 3);
     assert_eq!(paged["latest_build"]["build"], "3");
-    let page: Value = client
-        .get(format!("{}/api/v1/apps/com.example.paged/builds?page=2&per_page=2", server.base))
-        .bearer_auth(&server.token)
-        .send()
-        .await
-        .expect("builds")
-        .json()
-        .await
-        .expect("JSON");
+    let page: Value = server.api_json("/api/v1/apps/com.example.paged/builds?page=2&per_page=2", &[]).await;
     assert_eq!(page["total"], 3);
     assert_eq!(page["builds"].as_array().map(Vec::len), Some(1));
     assert_eq!(page["builds"][0]["build"], "1", "newest first: page 2 holds the oldest");
 
-    let fetched: Value = client
-        .get(format!("{}/api/v1/builds/{}", server.base, ids[0]))
-        .bearer_auth(&server.token)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("JSON");
+    let fetched: Value = server.api_json(&format!("/api/v1/builds/{}", ids[0]), &[]).await;
     assert_eq!(fetched["build"], "1");
     let install_url = fetched["install_url"].as_str().expect("url").to_owned();
     let deleted = client
@@ -461,35 +437,16 @@ async fn public_url_and_proxy_headers_decide_absolute_urls() {
     let body: Value = direct.upload(IpaBuilder::new("com.example.url").to_bytes()).await.json().await.expect("JSON");
     assert!(body["manifest_url"].as_str().expect("url").starts_with(&direct.base));
     // Without --trust-proxy, forwarded headers are ignored.
-    let ignored: Value = direct
-        .client()
-        .get(format!("{}/api/v1/builds/{}", direct.base, body["id"].as_str().expect("id")))
-        .bearer_auth(&direct.token)
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "evil.example")
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("JSON");
+    let path = format!("/api/v1/builds/{}", body["id"].as_str().expect("id"));
+    let ignored = direct.api_json(&path, &[("x-forwarded-proto", "https"), ("x-forwarded-host", "evil.example")]).await;
     assert!(ignored["manifest_url"].as_str().expect("url").starts_with(&direct.base));
     direct.stop().await;
 
     let mut proxied = Server::start_with(ServeArgs { trust_proxy: Some(true), ..ServeArgs::default() }).await;
     let body: Value = proxied.upload(IpaBuilder::new("com.example.url").to_bytes()).await.json().await.expect("JSON");
-    let forwarded: Value = proxied
-        .client()
-        .get(format!("{}/api/v1/builds/{}", proxied.base, body["id"].as_str().expect("id")))
-        .bearer_auth(&proxied.token)
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "ota.example.com")
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("JSON");
+    let path = format!("/api/v1/builds/{}", body["id"].as_str().expect("id"));
+    let forwarded =
+        proxied.api_json(&path, &[("x-forwarded-proto", "https"), ("x-forwarded-host", "ota.example.com")]).await;
     assert!(forwarded["manifest_url"].as_str().expect("url").starts_with("https://ota.example.com/i/"));
     proxied.stop().await;
 
