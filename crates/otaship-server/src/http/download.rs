@@ -14,13 +14,7 @@ use crate::error::ApiError;
 use crate::storage::{BlobKey, BlobKind};
 
 async fn build_for(state: &AppState, token: &str) -> Result<BuildRow, ApiError> {
-    if token.len() != 32 || !token.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-        return Err(ApiError::not_found("The build"));
-    }
-    state.db.build_by_token(token).await.map_err(|error| match error {
-        crate::db::DbError::NotFound => ApiError::not_found("The build"),
-        other => other.into(),
-    })
+    super::build_by_token(state, token).await?.ok_or_else(|| ApiError::not_found("The build"))
 }
 
 /// `GET|HEAD /i/{token}/app.ipa`.

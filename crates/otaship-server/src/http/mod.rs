@@ -11,6 +11,8 @@ use axum::routing::{get, post};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::AppState;
+use crate::db::{BuildRow, DbError};
+use crate::error::ApiError;
 
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
@@ -68,6 +70,19 @@ fn is_plausible_host(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 255
         && host.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
+/// The build an install token names, if any. Tokens are 32 hex digits; anything else is not
+/// looked up at all.
+pub(crate) async fn build_by_token(state: &AppState, token: &str) -> Result<Option<BuildRow>, ApiError> {
+    if token.len() != 32 || !token.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    match state.db.build_by_token(token).await {
+        Ok(build) => Ok(Some(build)),
+        Err(DbError::NotFound) => Ok(None),
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// The public URLs of a build.

@@ -39,24 +39,13 @@ struct InstallPage<'a> {
 #[template(path = "not_found.html")]
 struct NotFoundPage;
 
-async fn find_build(state: &AppState, token: &str) -> Result<Option<BuildRow>, ApiError> {
-    if token.len() != 32 || !token.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-        return Ok(None);
-    }
-    match state.db.build_by_token(token).await {
-        Ok(build) => Ok(Some(build)),
-        Err(crate::db::DbError::NotFound) => Ok(None),
-        Err(other) => Err(other.into()),
-    }
-}
-
 /// `GET /i/{token}`: the install page.
 pub async fn install_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let Some(build) = find_build(&state, &token).await? else {
+    let Some(build) = super::build_by_token(&state, &token).await? else {
         let page = NotFoundPage.render().map_err(ApiError::internal)?;
         return Ok((StatusCode::NOT_FOUND, Html(page)).into_response());
     };
@@ -104,7 +93,7 @@ pub async fn manifest(
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let Some(build) = find_build(&state, &token).await? else {
+    let Some(build) = super::build_by_token(&state, &token).await? else {
         return Err(ApiError::not_found("The build"));
     };
     let urls = BuildUrls::new(&base_url(&state, &headers), &build.install_token, build.has_icon);
