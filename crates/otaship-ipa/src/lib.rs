@@ -135,26 +135,16 @@ pub fn inspect_ipa<S: Source + ?Sized>(source: &S, options: &InspectOptions) -> 
     let budget = Budget::new(limits.max_metadata_bytes);
     let archive = Archive::open(source, limits)?;
     let app = locate_app(&archive)?;
-    let info_name = format!("{app}/Info.plist");
-    let info_entry = archive.find(info_name.as_bytes()).ok_or(IpaError::NoAppBundle)?;
-    let info_bytes = archive.read(info_entry.index, limits.max_plist_bytes, "an Info.plist")?;
-    budget.spend(info_bytes.len() as u64)?;
-    let info_dict = plist::parse_dictionary(&info_bytes, limits, &budget, &info_name)?;
-    let info = info::bundle_info(&info_dict, &info_name)?;
+    let info = read_bundle_info(&archive, &app, limits, &budget)?.ok_or(IpaError::NoAppBundle)?;
     let profile = read_embedded_profile(&archive, &app, options, &budget)?;
     let has_code_signature = archive.find(format!("{app}/_CodeSignature/CodeResources").as_bytes()).is_some();
     let app_store_metadata = archive.find(b"iTunesMetadata.plist").is_some();
 
     let mut nested = Vec::new();
     for (path, kind) in nested_bundles(&archive, &app, limits.max_extensions)? {
-        let what = format!("{path}/Info.plist");
-        let Some(entry) = archive.find(what.as_bytes()) else {
+        let Some(nested_info) = read_bundle_info(&archive, &path, limits, &budget)? else {
             continue;
         };
-        let bytes = archive.read(entry.index, limits.max_plist_bytes, "an Info.plist")?;
-        budget.spend(bytes.len() as u64)?;
-        let dict = plist::parse_dictionary(&bytes, limits, &budget, &what)?;
-        let nested_info = info::bundle_info(&dict, &what)?;
         let nested_profile = read_embedded_profile(&archive, &path, options, &budget)?;
         nested.push((path, kind, nested_info, nested_profile));
     }
@@ -274,6 +264,23 @@ fn nested_bundles<S: Source + ?Sized>(
         }
     }
     Ok(found)
+}
+
+/// Reads `bundle/Info.plist`, if the bundle has one, spending from the inspection's budget.
+fn read_bundle_info<S: Source + ?Sized>(
+    archive: &Archive<'_, S>,
+    bundle: &str,
+    limits: &Limits,
+    budget: &Budget,
+) -> Result<Option<BundleInfo>> {
+    let name = format!("{bundle}/Info.plist");
+    let Some(entry) = archive.find(name.as_bytes()) else {
+        return Ok(None);
+    };
+    let bytes = archive.read(entry.index, limits.max_plist_bytes, "an Info.plist")?;
+    budget.spend(bytes.len() as u64)?;
+    let dict = plist::parse_dictionary(&bytes, limits, budget, &name)?;
+    info::bundle_info(&dict, &name).map(Some)
 }
 
 fn read_embedded_profile<S: Source + ?Sized>(

@@ -54,12 +54,6 @@ struct Entry {
     is_symlink: bool,
 }
 
-/// Where an entry's data lies, as its local header says.
-#[derive(Debug, Clone, Copy)]
-struct Layout {
-    data_offset: u64,
-}
-
 /// An open archive: its central directory, checked, and the source to read entries from.
 pub struct Archive<'s, S: Source + ?Sized> {
     source: &'s S,
@@ -67,6 +61,9 @@ pub struct Archive<'s, S: Source + ?Sized> {
     entries: Vec<Entry>,
     /// Entry indices sorted by name bytes, for lookups.
     by_name: Vec<usize>,
+    /// Where each entry's data starts, when every local header was checked at open; entries
+    /// then need no second look at their headers when read.
+    data_offsets: Vec<u64>,
 }
 
 /// A view of one entry's metadata.
@@ -126,7 +123,7 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
         set_boundaries(&directory, &mut entries, end.directory_offset)?;
         let by_name = index_names(&directory, &entries)?;
         check_symlinks(&directory, &entries, &by_name)?;
-        let archive = Archive { source, directory, entries, by_name };
+        let mut archive = Archive { source, directory, entries, by_name, data_offsets: Vec::new() };
         if limits.check_every_local_header {
             // Every byte before the central directory belongs to exactly one entry: no prefix,
             // no gaps. A local header hidden in a gap would be extracted by a device that reads
@@ -135,9 +132,8 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
             if first != 0 {
                 return Err(IpaError::malformed("the archive has data before its first entry"));
             }
-            for index in 0..archive.entries.len() {
-                archive.layout(index)?;
-            }
+            archive.data_offsets =
+                (0..archive.entries.len()).map(|index| archive.check_layout(index)).collect::<Result<_>>()?;
         }
         Ok(archive)
     }
@@ -199,7 +195,10 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
     /// inflates past its declared size.
     fn read_into(&self, index: usize, want: u64, out: &mut Vec<u8>) -> Result<()> {
         let entry = &self.entries[index];
-        let data_offset = self.layout(index)?.data_offset;
+        let data_offset = match self.data_offsets.get(index) {
+            Some(&offset) => offset,
+            None => self.check_layout(index)?,
+        };
         let compressed =
             SourceReader { source: self.source, position: data_offset, end: data_offset + entry.compressed_size };
         match entry.method {
@@ -239,8 +238,9 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
     }
 
     /// Reads entry `index`'s local header (and data descriptor), checks them against the
-    /// central directory, and checks that the entry ends exactly where the next one begins.
-    fn layout(&self, index: usize) -> Result<Layout> {
+    /// central directory, checks that the entry ends exactly where the next one begins, and
+    /// returns where its data starts.
+    fn check_layout(&self, index: usize) -> Result<u64> {
         let entry = &self.entries[index];
         let name = self.name_of(entry);
         let room = entry.boundary - entry.local_offset;
@@ -322,7 +322,7 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
                 self.display(entry)
             )));
         }
-        Ok(Layout { data_offset })
+        Ok(data_offset)
     }
 
     /// The length of the data descriptor at `at`, which must repeat the central directory's
