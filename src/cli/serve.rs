@@ -26,7 +26,13 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
         }
         let listener = otaship_server::bind(&state.config).await?;
         let address = listener.local_addr().context("cannot read the listening address")?;
-        let open = state.config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+        let open = state.config.public_url.clone().unwrap_or_else(|| {
+            let scheme = if state.config.serves_https() { "https" } else { "http" };
+            // A wildcard address is where to listen, not where to browse.
+            let host = if address.ip().is_unspecified() { "localhost".to_owned() } else { address.ip().to_string() };
+            let host = if address.is_ipv6() && !address.ip().is_unspecified() { format!("[{host}]") } else { host };
+            format!("{scheme}://{host}:{}", address.port())
+        });
         eprintln!("otaship is listening on {address}; open {open}");
         eprintln!("data directory: {}", state.config.data_dir.display());
         otaship_server::serve(state, listener, shutdown_signal()).await

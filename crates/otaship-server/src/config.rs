@@ -29,9 +29,16 @@ pub struct ServeArgs {
     /// Honour X-Forwarded-Proto/Host/Port from a reverse proxy.
     #[arg(long, env = "OTASHIP_TRUST_PROXY", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub trust_proxy: Option<bool>,
-    /// `off` to serve plain HTTP (behind a TLS proxy).
+    /// `off` to serve plain HTTP (behind a TLS proxy), `cert` to serve HTTPS with --tls-cert and
+    /// --tls-key [default: cert when both files are given, else off].
     #[arg(long, env = "OTASHIP_TLS", value_name = "MODE")]
     pub tls: Option<String>,
+    /// PEM certificate chain for HTTPS, leaf first (with --tls-key).
+    #[arg(long, env = "OTASHIP_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (unencrypted).
+    #[arg(long, env = "OTASHIP_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// Database URL [default: sqlite://<data-dir>/otaship.db].
     #[arg(long, env = "OTASHIP_DATABASE", value_name = "URL")]
     pub database: Option<String>,
@@ -49,6 +56,8 @@ struct FileSettings {
     public_url: Option<String>,
     trust_proxy: Option<bool>,
     tls: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     database: Option<String>,
     max_upload_size: Option<String>,
 }
@@ -64,6 +73,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Whether `X-Forwarded-*` headers are trusted.
     pub trust_proxy: bool,
+    /// How the server speaks TLS.
+    pub tls: TlsSetting,
     /// SQLite database file.
     pub database_path: PathBuf,
     /// Largest accepted upload, in bytes.
@@ -91,10 +102,11 @@ impl Config {
             Some(url) => Some(validate_public_url(&url)?),
             None => None,
         };
-        let tls = args.tls.clone().or(file.tls).unwrap_or_else(|| "off".to_owned());
-        if tls != "off" {
-            bail!("--tls {tls:?} is not supported yet: use --tls off and terminate TLS at a reverse proxy");
-        }
+        let tls = TlsSetting::choose(
+            args.tls.clone().or(file.tls),
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        )?;
         let database = args.database.clone().or(file.database);
         let database_path = match database {
             None => data_dir.join("otaship.db"),
@@ -111,9 +123,15 @@ impl Config {
             listen,
             public_url,
             trust_proxy: args.trust_proxy.or(file.trust_proxy).unwrap_or(false),
+            tls,
             database_path,
             max_upload_size,
         })
+    }
+
+    /// Whether the server itself speaks HTTPS (so cookies are `Secure` and URLs `https`).
+    pub fn serves_https(&self) -> bool {
+        !matches!(self.tls, TlsSetting::Off)
     }
 
     /// Where uploads are written before they are checked and moved into place.
@@ -124,6 +142,43 @@ impl Config {
     /// Where blobs live on local disk.
     pub fn blob_dir(&self) -> PathBuf {
         self.data_dir.join("blobs")
+    }
+}
+
+/// How the server speaks TLS.
+#[derive(Debug, Clone)]
+pub enum TlsSetting {
+    /// Plain HTTP, for a TLS-terminating proxy in front.
+    Off,
+    /// HTTPS with the operator's certificate and key (PEM files, re-read on reload).
+    Files {
+        /// Certificate chain, leaf first.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+}
+
+impl TlsSetting {
+    fn choose(mode: Option<String>, cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Self> {
+        let mode = mode.map(|mode| mode.trim().to_ascii_lowercase());
+        match (mode.as_deref(), cert, key) {
+            (Some("off"), None, None) => Ok(TlsSetting::Off),
+            (Some("off"), _, _) => {
+                bail!("--tls off contradicts --tls-cert/--tls-key: drop one of them")
+            }
+            (None | Some("cert"), Some(cert), Some(key)) => {
+                crate::tls::load_certified_key(&cert, &key)?;
+                Ok(TlsSetting::Files { cert, key })
+            }
+            (None | Some("cert"), Some(_), None) => bail!("--tls-cert needs --tls-key, the certificate's private key"),
+            (None | Some("cert"), None, Some(_)) => bail!("--tls-key needs --tls-cert, the certificate chain"),
+            (Some("cert"), None, None) => bail!("--tls cert needs --tls-cert FILE and --tls-key FILE"),
+            (None, None, None) => Ok(TlsSetting::Off),
+            (Some(other), _, _) => bail!(
+                "--tls {other:?} is not a TLS mode: use off (plain HTTP behind a proxy) or give --tls-cert and --tls-key"
+            ),
+        }
     }
 }
 

@@ -83,6 +83,17 @@ pub struct TokenRow {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
+/// A signed-in web UI session.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    /// The token the session was opened with.
+    pub token_id: String,
+    /// Its name, to show who is signed in.
+    pub token_name: String,
+    /// The value every state-changing request of the session must echo.
+    pub csrf_token: String,
+}
+
 /// The database handle.
 #[derive(Debug, Clone)]
 pub struct Db {
@@ -245,16 +256,6 @@ impl Db {
         Ok(())
     }
 
-    /// Whether a live (unrevoked) token has this hash; records its use.
-    pub async fn use_token(&self, token_hash: &str) -> Result<bool, DbError> {
-        let result = sqlx::query("UPDATE tokens SET last_used_at = ?2 WHERE token_hash = ?1 AND revoked_at IS NULL")
-            .bind(token_hash)
-            .bind(timestamp(OffsetDateTime::now_utc()))
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() == 1)
-    }
-
     /// Whether any token (even revoked) has this hash.
     pub async fn token_exists(&self, token_hash: &str) -> Result<bool, DbError> {
         Ok(sqlx::query("SELECT 1 FROM tokens WHERE token_hash = ?1")
@@ -292,6 +293,68 @@ impl Db {
             .execute(&self.pool)
             .await?;
         if result.rows_affected() == 0 { Err(DbError::NotFound) } else { Ok(()) }
+    }
+
+    /// The id of the live token with this hash, recording its use.
+    pub async fn live_token_id(&self, token_hash: &str) -> Result<Option<String>, DbError> {
+        let row = sqlx::query(
+            "UPDATE tokens SET last_used_at = ?2 WHERE token_hash = ?1 AND revoked_at IS NULL RETURNING id",
+        )
+        .bind(token_hash)
+        .bind(timestamp(OffsetDateTime::now_utc()))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| row.try_get("id")).transpose().map_err(DbError::from)
+    }
+
+    /// Opens a web session for a token until `expires_at`, and drops expired sessions.
+    pub async fn insert_session(
+        &self,
+        id_hash: &str,
+        token_id: &str,
+        csrf_token: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), DbError> {
+        let now = timestamp(OffsetDateTime::now_utc());
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= ?1").bind(&now).execute(&self.pool).await?;
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, token_id, csrf_token, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(id_hash)
+        .bind(token_id)
+        .bind(csrf_token)
+        .bind(&now)
+        .bind(timestamp(expires_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The live session with this hash: not expired, and its token not revoked.
+    pub async fn session(&self, id_hash: &str) -> Result<Option<SessionRow>, DbError> {
+        let row = sqlx::query(
+            "SELECT sessions.token_id, sessions.csrf_token, tokens.name FROM sessions \
+             JOIN tokens ON tokens.id = sessions.token_id \
+             WHERE sessions.id_hash = ?1 AND sessions.expires_at > ?2 AND tokens.revoked_at IS NULL",
+        )
+        .bind(id_hash)
+        .bind(timestamp(OffsetDateTime::now_utc()))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(SessionRow {
+                token_id: row.try_get("token_id")?,
+                token_name: row.try_get("name")?,
+                csrf_token: row.try_get("csrf_token")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Ends a session (signing out).
+    pub async fn delete_session(&self, id_hash: &str) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = ?1").bind(id_hash).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// `PRAGMA integrity_check` passes.

@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod storage;
+pub mod tls;
 pub mod tokens;
 
 use std::future::Future;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 
-pub use config::{Config, ServeArgs};
+pub use config::{Config, ServeArgs, TlsSetting};
 use db::Db;
 use storage::Storage;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub db: Db,
     /// Blobs.
     pub storage: Storage,
+    /// The certificate HTTPS serves, when the server speaks TLS itself.
+    pub certificate: Option<Arc<tls::CertificateResolver>>,
 }
 
 impl AppState {
@@ -41,7 +44,13 @@ impl AppState {
         let db = Db::open(&config.database_path)
             .await
             .with_context(|| format!("cannot open the database {}", config.database_path.display()))?;
-        let state = AppState { storage: Storage::new(config.blob_dir()), config: Arc::new(config), db };
+        let certificate = match &config.tls {
+            TlsSetting::Off => None,
+            TlsSetting::Files { cert, key } => {
+                Some(Arc::new(tls::CertificateResolver::new(tls::load_certified_key(cert, key)?)))
+            }
+        };
+        let state = AppState { storage: Storage::new(config.blob_dir()), config: Arc::new(config), db, certificate };
         ingest::reconcile(&state).await.context("cannot clean up the data directory")?;
         Ok(state)
     }
@@ -69,6 +78,10 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let certificate = state.certificate.clone();
     let router = http::router(state);
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("the server stopped")
+    match certificate {
+        Some(resolver) => tls::serve(listener, tls::server_config(resolver)?, router, shutdown).await,
+        None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("the server stopped"),
+    }
 }

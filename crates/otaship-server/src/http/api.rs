@@ -31,7 +31,10 @@ impl FromRequestParts<AppState> for ApiToken {
             .map(str::trim)
             .filter(|token| !token.is_empty())
             .ok_or_else(ApiError::unauthorized)?;
-        if state.db.use_token(&tokens::hash(token)).await? { Ok(ApiToken) } else { Err(ApiError::unauthorized()) }
+        match state.db.live_token_id(&tokens::hash(token)).await? {
+            Some(_) => Ok(ApiToken),
+            None => Err(ApiError::unauthorized()),
+        }
     }
 }
 
@@ -102,6 +105,13 @@ pub async fn upload_build(
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
+    let build = receive_build(&state, &headers, body).await?;
+    Ok((StatusCode::CREATED, Json(BuildJson::new(&build, &base_url(&state, &headers)))))
+}
+
+/// Streams an upload body (raw `.ipa`, or multipart with `file` and `notes`) to disk, checks it
+/// and records the build. Shared by the API and the web UI.
+pub async fn receive_build(state: &AppState, headers: &HeaderMap, body: Body) -> Result<BuildRow, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -126,7 +136,7 @@ pub async fn upload_build(
         let mut notes = None;
         while let Some(field) = multipart.next_field().await.map_err(bad_multipart)? {
             match field.name() {
-                Some("file") if received.is_none() => received = Some(receive(&state, field).await?),
+                Some("file") if received.is_none() => received = Some(receive(state, field).await?),
                 Some("notes") => notes = Some(field.text().await.map_err(bad_multipart)?),
                 _ => {}
             }
@@ -141,10 +151,9 @@ pub async fn upload_build(
         (received, notes)
     } else {
         let stream = body.into_data_stream().map_err(|error| error.to_string());
-        (receive(&state, stream).await?, None)
+        (receive(state, stream).await?, None)
     };
-    let build = ingest(&state, received, notes).await?;
-    Ok((StatusCode::CREATED, Json(BuildJson::new(&build, &base_url(&state, &headers)))))
+    ingest(state, received, notes.filter(|notes| !notes.trim().is_empty())).await
 }
 
 fn bad_multipart(error: multer::Error) -> ApiError {
@@ -178,13 +187,20 @@ pub async fn get_build(
     Ok(Json(BuildJson::new(&build, &base_url(&state, &headers))))
 }
 
-/// `DELETE /api/v1/builds/{id}`: the row first (so nothing serves it), then its files.
+/// `DELETE /api/v1/builds/{id}`.
 pub async fn delete_build(
     State(state): State<AppState>,
     _token: ApiToken,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let build = state.db.delete_build(&id).await.map_err(|error| match error {
+    remove_build(&state, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a build: the row first (so nothing serves it), then its files. Returns the deleted
+/// build.
+pub async fn remove_build(state: &AppState, id: &str) -> Result<BuildRow, ApiError> {
+    let build = state.db.delete_build(id).await.map_err(|error| match error {
         crate::db::DbError::NotFound => ApiError::not_found("The build"),
         other => other.into(),
     })?;
@@ -192,7 +208,7 @@ pub async fn delete_build(
         // The row is gone; start-up reconciliation removes what could not be deleted now.
         tracing::warn!(build.id = %build.id, %error, "could not delete the files of a deleted build");
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(build)
 }
 
 #[derive(Debug, Serialize)]

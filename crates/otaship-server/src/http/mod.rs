@@ -3,6 +3,7 @@
 mod api;
 mod download;
 mod pages;
+mod ui;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -25,6 +26,12 @@ pub fn router(state: AppState) -> Router {
         .route("/i/{token}/manifest.plist", get(pages::manifest))
         .route("/i/{token}/icon.png", get(download::icon))
         .route("/i/{token}/app.ipa", get(download::ipa).head(download::ipa))
+        .route("/", get(ui::home))
+        .route("/signin", get(ui::signin_page).post(ui::signin))
+        .route("/signout", post(ui::signout))
+        .route("/upload", post(ui::upload))
+        .route("/apps/{bundle_id}", get(ui::app_page))
+        .route("/builds/{id}/delete", post(ui::delete_build))
         .route("/healthz", get(|| async { "ok\n" }))
         // Uploads stream to disk under their own limit (--max-upload-size); no body is ever
         // buffered whole, so axum's default 2 MB buffer limit does not apply.
@@ -34,6 +41,11 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("nosniff"),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        // No page of otaship may be framed (clickjacking of the delete and upload forms).
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        ))
         .with_state(state)
 }
 
@@ -49,7 +61,7 @@ pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
         .and_then(|value| value.split(',').next())
         .map(str::trim)
         .filter(|value| *value == "https" || *value == "http")
-        .unwrap_or("http");
+        .unwrap_or(if state.config.serves_https() { "https" } else { "http" });
     let host = forwarded("x-forwarded-host")
         .and_then(|value| value.split(',').next())
         .map(str::trim)

@@ -14,24 +14,83 @@ use crate::AppState;
 use crate::db::BuildRow;
 use crate::error::ApiError;
 
+/// What the pages show of a build: the install page to testers, the app page to uploaders.
+pub struct BuildView {
+    /// API id.
+    pub id: String,
+    /// Display name (the bundle id when the app has none).
+    pub name: String,
+    /// Bundle id.
+    pub bundle_id: String,
+    /// Marketing version, or a dash.
+    pub version: String,
+    /// Build number, or a dash.
+    pub build: String,
+    /// Human size.
+    pub size: String,
+    /// Upload time, to the minute, UTC.
+    pub uploaded: String,
+    /// Release notes.
+    pub notes: Option<String>,
+    /// Profile kind in words.
+    pub profile_kind: Option<&'static str>,
+    /// Profile expiry date.
+    pub profile_expiry: Option<String>,
+    /// Why the build cannot be installed (empty when it can).
+    pub problems: Vec<String>,
+    /// What may go wrong on some devices.
+    pub warnings: Vec<String>,
+    /// Lowest iOS version.
+    pub min_os: Option<String>,
+    /// Public URLs.
+    pub urls: BuildUrls,
+    /// The `itms-services` link of the Install button.
+    pub itms_link: String,
+}
+
+impl BuildView {
+    /// The view of a stored build, with URLs under `base`.
+    pub fn new(build: &BuildRow, base: &str) -> Result<Self, ApiError> {
+        let report: Json = serde_json::from_str(&build.report).map_err(ApiError::internal)?;
+        let profile = report.get("profile").filter(|profile| !profile.is_null());
+        let messages = |list: &str| -> Vec<String> {
+            report["installable"][list]
+                .as_array()
+                .map(|findings| {
+                    findings.iter().filter_map(|finding| finding["message"].as_str().map(str::to_owned)).collect()
+                })
+                .unwrap_or_default()
+        };
+        let urls = BuildUrls::new(base, &build.install_token, build.has_icon);
+        Ok(BuildView {
+            id: build.id.clone(),
+            name: build.name.clone().unwrap_or_else(|| build.bundle_id.clone()),
+            bundle_id: build.bundle_id.clone(),
+            version: build.version.clone().unwrap_or_else(|| "—".to_owned()),
+            build: build.build.clone().unwrap_or_else(|| "—".to_owned()),
+            size: human_size(build.size),
+            uploaded: format!(
+                "{} UTC",
+                crate::db::timestamp(build.created_at).get(..16).unwrap_or("").replace('T', " ")
+            ),
+            notes: build.notes.clone(),
+            profile_kind: profile.and_then(|profile| profile["kind"].as_str()).map(kind_words),
+            profile_expiry: profile
+                .and_then(|profile| profile["expires_at"].as_str())
+                .map(|at| at.chars().take(10).collect()),
+            problems: messages("problems"),
+            warnings: messages("warnings"),
+            min_os: report["min_os"].as_str().map(str::to_owned),
+            itms_link: itms_link(&urls.manifest),
+            urls,
+        })
+    }
+}
+
 #[derive(Template)]
 #[template(path = "install.html")]
-struct InstallPage<'a> {
-    name: &'a str,
-    bundle_id: &'a str,
-    version: &'a str,
-    build: &'a str,
-    size: String,
-    uploaded: String,
-    notes: Option<&'a str>,
-    profile_kind: Option<&'static str>,
-    profile_expiry: Option<String>,
-    icon_url: Option<String>,
-    install_url: String,
-    itms_link: String,
-    problems: Vec<String>,
-    warnings: Vec<String>,
-    min_os: Option<&'a str>,
+struct InstallPage {
+    b: BuildView,
     qr_svg: String,
 }
 
@@ -49,42 +108,17 @@ pub async fn install_page(
         let page = NotFoundPage.render().map_err(ApiError::internal)?;
         return Ok((StatusCode::NOT_FOUND, Html(page)).into_response());
     };
-    let report: Json = serde_json::from_str(&build.report).map_err(ApiError::internal)?;
-    let profile = report.get("profile").filter(|profile| !profile.is_null());
-    let messages = |list: &str| -> Vec<String> {
-        report["installable"][list]
-            .as_array()
-            .map(|findings| {
-                findings.iter().filter_map(|finding| finding["message"].as_str().map(str::to_owned)).collect()
-            })
-            .unwrap_or_default()
-    };
-    let urls = BuildUrls::new(&base_url(&state, &headers), &build.install_token, build.has_icon);
-    let qr_svg = qrcode::QrCode::new(urls.install.as_bytes())
-        .map(|code| code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(180, 180).quiet_zone(true).build())
-        .map_err(ApiError::internal)?;
-    let page = InstallPage {
-        name: build.name.as_deref().unwrap_or(&build.bundle_id),
-        bundle_id: &build.bundle_id,
-        version: build.version.as_deref().unwrap_or("—"),
-        build: build.build.as_deref().unwrap_or("—"),
-        size: human_size(build.size),
-        uploaded: format!("{} UTC", crate::db::timestamp(build.created_at).get(..16).unwrap_or("").replace('T', " ")),
-        notes: build.notes.as_deref(),
-        profile_kind: profile.and_then(|profile| profile["kind"].as_str()).map(kind_words),
-        profile_expiry: profile
-            .and_then(|profile| profile["expires_at"].as_str())
-            .map(|at| at.chars().take(10).collect()),
-        icon_url: urls.icon.clone(),
-        itms_link: itms_link(&urls.manifest),
-        install_url: urls.install.clone(),
-        problems: messages("problems"),
-        warnings: messages("warnings"),
-        min_os: report["min_os"].as_str(),
-        qr_svg,
-    };
+    let view = BuildView::new(&build, &base_url(&state, &headers))?;
+    let page = InstallPage { qr_svg: qr_svg(&view.urls.install)?, b: view };
     let html = page.render().map_err(ApiError::internal)?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
+}
+
+/// A QR code of `text` as inline SVG.
+pub fn qr_svg(text: &str) -> Result<String, ApiError> {
+    qrcode::QrCode::new(text.as_bytes())
+        .map(|code| code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(180, 180).quiet_zone(true).build())
+        .map_err(ApiError::internal)
 }
 
 /// `GET /i/{token}/manifest.plist`: written with a plist serializer, never a template.

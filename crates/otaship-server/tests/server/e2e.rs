@@ -1,135 +1,15 @@
 //! The server end to end over HTTP on loopback, with the real fixtures: upload, the JSON, the
 //! install page's link parsed back to the manifest URL, the manifest as a plist, downloads
 //! with ranges, refusals that leave nothing behind, and tokens.
-#![expect(clippy::expect_used, reason = "test helpers cannot go on without their input")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use otaship_ipa::builder::{IpaBuilder, profile_plist};
 use otaship_server::{AppState, Config, ServeArgs, tokens};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/third-party/ipa/");
-
-struct Server {
-    base: String,
-    token: String,
-    data_dir: tempfile::TempDir,
-    state: AppState,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Server {
-    async fn start() -> Server {
-        Server::start_with(ServeArgs::default()).await
-    }
-
-    async fn start_with(mut args: ServeArgs) -> Server {
-        let data_dir = tempfile::tempdir().expect("tempdir");
-        args.data_dir = Some(data_dir.path().to_owned());
-        args.listen = Some("127.0.0.1:0".into());
-        let config = Config::load(&args).expect("config");
-        let state = AppState::open(config).await.expect("state");
-        let token = tokens::generate();
-        state.seed_token(&token).await.expect("token");
-        let listener = otaship_server::bind(&state.config).await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(otaship_server::serve(state.clone(), listener, async {
-            let _ = stopped.await;
-        }));
-        Server { base, token, data_dir, state, stop: Some(stop), task: Some(task) }
-    }
-
-    async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("join").expect("clean shutdown");
-        }
-    }
-
-    fn client(&self) -> reqwest::Client {
-        // No cookie store: every request is as cookie-less as the iOS installer's.
-        reqwest::Client::builder().build().expect("client")
-    }
-
-    async fn upload(&self, bytes: Vec<u8>) -> reqwest::Response {
-        self.client()
-            .post(format!("{}/api/v1/builds", self.base))
-            .bearer_auth(&self.token)
-            .header("content-type", "application/octet-stream")
-            .body(bytes)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    /// An authenticated API GET, with extra headers, as JSON.
-    async fn api_json(&self, path: &str, headers: &[(&str, &str)]) -> Value {
-        let mut request = self.client().get(format!("{}{path}", self.base)).bearer_auth(&self.token);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        request.send().await.expect("request").json().await.expect("JSON")
-    }
-
-    fn files_under(&self, dir: &str) -> Vec<PathBuf> {
-        let mut found = Vec::new();
-        let mut stack = vec![self.data_dir.path().join(dir)];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                if entry.path().is_dir() { stack.push(entry.path()) } else { found.push(entry.path()) }
-            }
-        }
-        found
-    }
-}
-
-fn fixture_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> =
-        std::fs::read_dir(FIXTURES).expect("fixtures").map(|entry| entry.expect("entry").path()).collect();
-    files.sort();
-    files
-}
-
-/// Pulls the Install button's href out of the page and undoes HTML escaping.
-fn install_href(html: &str) -> Option<String> {
-    let start = html.find("id=\"install-button\"")?;
-    let rest = &html[start..];
-    let href = rest.find("href=\"")? + 6;
-    let end = rest[href..].find('"')?;
-    Some(rest[href..href + end].replace("&amp;", "&").replace("&#x27;", "'").replace("&quot;", "\""))
-}
-
-fn manifest_url_of(link: &str) -> String {
-    let query = link.strip_prefix("itms-services://?").expect("itms-services link");
-    let mut parts = query.split('&');
-    assert_eq!(parts.next(), Some("action=download-manifest"));
-    let encoded = parts.next().and_then(|part| part.strip_prefix("url=")).expect("url parameter");
-    assert_eq!(parts.next(), None, "nothing after url=: a raw & would truncate the manifest URL");
-    assert!(!encoded.contains([':', '/', '?', '&', '#']), "the manifest URL is fully encoded: {encoded}");
-    percent_decode(encoded)
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < bytes.len() {
-        if bytes[at] == b'%' {
-            out.push(u8::from_str_radix(&text[at + 1..at + 3], 16).expect("hex"));
-            at += 3;
-        } else {
-            out.push(bytes[at]);
-            at += 1;
-        }
-    }
-    String::from_utf8(out).expect("utf-8")
-}
+use crate::support::{FIXTURES, Server, fixture_files, install_href, manifest_url_of, write_test_certificate};
 
 #[tokio::test]
 async fn every_fixture_uploads_or_is_refused_cleanly() {
@@ -475,4 +355,71 @@ async fn a_restart_removes_what_a_crash_left_behind() {
     assert!(data.join("blobs/builds").join(kept["id"].as_str().expect("id")).join("app.ipa").exists());
     assert!(state.db.integrity_ok().await.expect("check"));
     let _ = Path::new(&data);
+}
+
+#[tokio::test]
+async fn https_with_your_own_certificate_serves_https_urls() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (cert, key, ca_pem) = write_test_certificate(certs.path());
+    let mut server =
+        Server::start_with(ServeArgs { tls_cert: Some(cert), tls_key: Some(key), ..ServeArgs::default() }).await;
+    assert!(server.base.starts_with("https://127.0.0.1:"));
+    server.trusted_ca = Some(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA"));
+    let bytes = std::fs::read(format!("{FIXTURES}run_loop-CalSmoke.ipa")).expect("fixture");
+    let response = server.upload(bytes.clone()).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.expect("JSON");
+    for field in ["install_url", "manifest_url", "download_url"] {
+        assert!(body[field].as_str().expect("url").starts_with(&format!("{}/i/", server.base)), "{field}: {body}");
+    }
+    let download = server.client().get(body["download_url"].as_str().expect("url")).send().await.expect("download");
+    assert_eq!(download.version(), reqwest::Version::HTTP_11);
+    assert_eq!(download.bytes().await.expect("body").as_ref(), bytes.as_slice());
+
+    // TLS 1.2 is accepted (older iOS), and a client that does not trust the CA is refused.
+    let tls12 = reqwest::Client::builder()
+        .tls_certs_only([server.trusted_ca.clone().expect("CA")])
+        .tls_version_max(reqwest::tls::Version::TLS_1_2)
+        .build()
+        .expect("client");
+    let page = tls12.get(body["install_url"].as_str().expect("url")).send().await.expect("TLS 1.2");
+    assert_eq!(page.status(), StatusCode::OK);
+    let untrusting = reqwest::Client::builder().tls_certs_only([]).build().expect("client");
+    assert!(untrusting.get(format!("{}/healthz", server.base)).send().await.is_err());
+    // Plain HTTP on the HTTPS port gets no answer, and the server keeps serving.
+    let plain = reqwest::Client::new().get(format!("http://{}/healthz", server.state.config.listen)).send().await;
+    assert!(plain.is_err() || plain.is_ok_and(|response| !response.status().is_success()));
+    let health = server.client().get(format!("{}/healthz", server.base)).send().await.expect("health");
+    assert_eq!(health.status(), StatusCode::OK);
+    server.stop().await;
+}
+
+#[test]
+fn bad_tls_settings_say_how_to_fix_them() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (cert, key, _) = write_test_certificate(certs.path());
+    let load = |args: ServeArgs| Config::load(&args).expect_err("refused").to_string();
+    let error = load(ServeArgs { tls_cert: Some(cert.clone()), ..ServeArgs::default() });
+    assert!(error.contains("--tls-cert needs --tls-key"), "{error}");
+    let error = load(ServeArgs {
+        tls: Some("off".into()),
+        tls_cert: Some(cert.clone()),
+        tls_key: Some(key.clone()),
+        ..ServeArgs::default()
+    });
+    assert!(error.contains("contradicts"), "{error}");
+    let error = load(ServeArgs {
+        tls_cert: Some(certs.path().join("missing.pem")),
+        tls_key: Some(key.clone()),
+        ..ServeArgs::default()
+    });
+    assert!(error.contains("cannot read the certificate file"), "{error}");
+    let error = format!(
+        "{:#}",
+        Config::load(&ServeArgs { tls_cert: Some(key.clone()), tls_key: Some(key), ..ServeArgs::default() })
+            .expect_err("refused")
+    );
+    assert!(error.contains("no certificate"), "{error}");
+    let error = load(ServeArgs { tls: Some("sometimes".into()), ..ServeArgs::default() });
+    assert!(error.contains("is not a TLS mode"), "{error}");
 }

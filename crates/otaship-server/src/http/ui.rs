@@ -1,0 +1,410 @@
+//! The uploaders' web UI: sign in with an API token, upload builds, browse apps and their
+//! builds, delete. Pages are rendered on the server and every form works without JavaScript;
+//! drag-and-drop and the progress bar are an enhancement on top of the plain upload form.
+//!
+//! Security model: the session cookie is HttpOnly, SameSite=Strict, and Secure whenever the
+//! page was served over HTTPS. Every state-changing request must carry the session's
+//! synchronizer token (a form field, the `X-CSRF-Token` header, or the upload form's `csrf`
+//! query parameter) and, when the browser names one, an `Origin` of this server. None of this
+//! touches the tester's side: install pages, manifests and downloads never read a cookie.
+
+use std::time::Duration;
+
+use askama::Template;
+use axum::Form;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::api::{BuildJson, receive_build, remove_build};
+use super::base_url;
+use super::pages::{BuildView, qr_svg};
+use crate::AppState;
+use crate::db::SessionRow;
+use crate::error::ApiError;
+use crate::tokens;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "otaship_session";
+/// How long a sign-in lasts.
+const SESSION_LIFETIME: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// Builds per page on an app's page.
+const BUILDS_PER_PAGE: u64 = 50;
+
+/// A signed-in browser.
+pub struct Session {
+    id_hash: String,
+    row: SessionRow,
+}
+
+impl Session {
+    /// The live session named by the request's cookie, if any.
+    async fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
+        let Some(value) = cookie(headers, SESSION_COOKIE) else {
+            return Ok(None);
+        };
+        let id_hash = tokens::hash(value);
+        Ok(state.db.session(&id_hash).await?.map(|row| Session { id_hash, row }))
+    }
+
+    /// The session, or the answer that sends the browser to the sign-in page.
+    async fn require(state: &AppState, headers: &HeaderMap) -> Result<Session, Response> {
+        match Session::from_headers(state, headers).await {
+            Ok(Some(session)) => Ok(session),
+            Ok(None) if wants_json(headers) => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "signed-out",
+                "Your sign-in has ended; reload the page and sign in again.",
+            )
+            .into_response()),
+            Ok(None) => Err(Redirect::to("/signin").into_response()),
+            Err(error) => Err(PageError(error).into_response()),
+        }
+    }
+
+    /// Refuses a state-changing request that does not prove it comes from this server's pages.
+    fn check_request(&self, state: &AppState, headers: &HeaderMap, csrf: Option<&str>) -> Result<(), ApiError> {
+        check_origin(state, headers)?;
+        let given = csrf.or_else(|| headers.get("x-csrf-token").and_then(|value| value.to_str().ok()));
+        match given {
+            Some(given) if constant_time_eq(given.as_bytes(), self.row.csrf_token.as_bytes()) => Ok(()),
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf-check-failed",
+                "This form is out of date or did not come from this server; reload the page and try again.",
+            )),
+        }
+    }
+}
+
+/// The value of one cookie (browsers may split cookies over several headers).
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find_map(|(key, value)| (key == name && !value.is_empty()).then_some(value))
+}
+
+/// A browser that names an origin must name this server; one that names none (an old browser, a
+/// plain form post without Origin) is judged by the CSRF token alone.
+fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) else {
+        return Ok(());
+    };
+    if origin == base_url(state, headers) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross-origin-request",
+            "This request came from another site and was refused; use otaship's own pages.",
+        ))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json"))
+}
+
+/// The `Set-Cookie` value for a session (or, with `None`, the one that removes it).
+fn session_cookie(value: Option<&str>, secure: bool) -> Result<HeaderValue, ApiError> {
+    let secure = if secure { "; Secure" } else { "" };
+    let text = match value {
+        Some(value) => format!(
+            "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+            SESSION_LIFETIME.as_secs()
+        ),
+        None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
+    };
+    HeaderValue::from_str(&text).map_err(ApiError::internal)
+}
+
+/// An error shown as a page rather than as JSON.
+pub struct PageError(pub ApiError);
+
+impl From<ApiError> for PageError {
+    fn from(error: ApiError) -> Self {
+        PageError(error)
+    }
+}
+
+impl From<crate::db::DbError> for PageError {
+    fn from(error: crate::db::DbError) -> Self {
+        PageError(error.into())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    message: &'a str,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let html = ErrorPage { message: &self.0.message }
+            .render()
+            .unwrap_or_else(|_| "The server failed to show this page.".to_owned());
+        (self.0.status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+    }
+}
+
+/// A signed-in page: never cached, never framed.
+fn private_page(template: &impl Template) -> Result<Response, PageError> {
+    let html = template.render().map_err(ApiError::internal)?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SignInPage<'a> {
+    error: Option<&'a str>,
+}
+
+/// `GET /signin`.
+pub async fn signin_page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
+    if Session::from_headers(&state, &headers).await?.is_some() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    private_page(&SignInPage { error: None })
+}
+
+/// The sign-in form.
+#[derive(Deserialize)]
+pub struct SignInForm {
+    token: String,
+}
+
+/// `POST /signin`: an API token opens a session.
+pub async fn signin(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Result<Response, PageError> {
+    check_origin(&state, &headers)?;
+    let Some(token_id) = state.db.live_token_id(&tokens::hash(form.token.trim())).await? else {
+        let mut page = private_page(&SignInPage {
+            error: Some("That token is not valid or was revoked. Create one with `otaship token create`."),
+        })?;
+        *page.status_mut() = StatusCode::UNAUTHORIZED;
+        return Ok(page);
+    };
+    let value = tokens::random_hex(32);
+    let expires_at = OffsetDateTime::now_utc() + SESSION_LIFETIME;
+    state.db.insert_session(&tokens::hash(&value), &token_id, &tokens::random_hex(32), expires_at).await?;
+    let secure = base_url(&state, &headers).starts_with("https://");
+    let mut response = Redirect::to("/").into_response();
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie(Some(&value), secure)?);
+    Ok(response)
+}
+
+/// A form that carries only the CSRF token.
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// `POST /signout`.
+pub async fn signout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    let session = match Session::require(&state, &headers).await {
+        Ok(session) => session,
+        Err(response) => return Ok(response),
+    };
+    session.check_request(&state, &headers, Some(&form.csrf))?;
+    state.db.delete_session(&session.id_hash).await?;
+    let secure = base_url(&state, &headers).starts_with("https://");
+    let mut response = Redirect::to("/signin").into_response();
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie(None, secure)?);
+    Ok(response)
+}
+
+/// One app on the home page.
+struct AppCard {
+    bundle_id: String,
+    build_count: u64,
+    latest: BuildView,
+}
+
+#[derive(Template)]
+#[template(path = "apps.html")]
+struct AppsPage {
+    signed_in_as: String,
+    csrf: String,
+    apps: Vec<AppCard>,
+    max_upload: String,
+    base: String,
+}
+
+/// `GET /`: the apps with their latest build, and the upload form.
+pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
+    let session = match Session::require(&state, &headers).await {
+        Ok(session) => session,
+        Err(response) => return Ok(response),
+    };
+    let base = base_url(&state, &headers);
+    let apps = state
+        .db
+        .list_apps()
+        .await?
+        .into_iter()
+        .map(|app| {
+            Ok(AppCard {
+                latest: BuildView::new(&app.latest, &base)?,
+                bundle_id: app.bundle_id,
+                build_count: app.build_count,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    private_page(&AppsPage {
+        signed_in_as: session.row.token_name,
+        csrf: session.row.csrf_token,
+        apps,
+        max_upload: super::pages::human_size(state.config.max_upload_size),
+        base,
+    })
+}
+
+/// Paging of an app's builds.
+#[derive(Deserialize)]
+pub struct PageQuery {
+    page: Option<u64>,
+}
+
+#[derive(Template)]
+#[template(path = "app.html")]
+struct AppPage {
+    signed_in_as: String,
+    csrf: String,
+    name: String,
+    bundle_id: String,
+    builds: Vec<BuildView>,
+    latest_qr: Option<String>,
+    page: u64,
+    pages: u64,
+    total: u64,
+}
+
+/// `GET /apps/{bundle_id}`: every build of an app, newest first.
+pub async fn app_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(bundle_id): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Result<Response, PageError> {
+    let session = match Session::require(&state, &headers).await {
+        Ok(session) => session,
+        Err(response) => return Ok(response),
+    };
+    let page = query.page.unwrap_or(1).max(1);
+    let (rows, total) =
+        state.db.list_builds(&bundle_id, (page - 1).saturating_mul(BUILDS_PER_PAGE), BUILDS_PER_PAGE).await?;
+    if total == 0 {
+        return Err(ApiError::not_found(&format!("The app {bundle_id}")).into());
+    }
+    let base = base_url(&state, &headers);
+    let builds = rows.iter().map(|row| BuildView::new(row, &base)).collect::<Result<Vec<_>, _>>()?;
+    let latest_qr = match (page, builds.first()) {
+        (1, Some(latest)) => Some(qr_svg(&latest.urls.install)?),
+        _ => None,
+    };
+    private_page(&AppPage {
+        signed_in_as: session.row.token_name,
+        csrf: session.row.csrf_token,
+        name: builds.first().map(|build| build.name.clone()).unwrap_or_else(|| bundle_id.clone()),
+        bundle_id,
+        builds,
+        latest_qr,
+        page,
+        pages: total.div_ceil(BUILDS_PER_PAGE),
+        total,
+    })
+}
+
+/// `POST /builds/{id}/delete`.
+pub async fn delete_build(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    let session = match Session::require(&state, &headers).await {
+        Ok(session) => session,
+        Err(response) => return Ok(response),
+    };
+    session.check_request(&state, &headers, Some(&form.csrf))?;
+    let build = remove_build(&state, &id).await?;
+    let (_, remaining) = state.db.list_builds(&build.bundle_id, 0, 1).await?;
+    let target = if remaining == 0 { "/".to_owned() } else { format!("/apps/{}", build.bundle_id) };
+    Ok(Redirect::to(&target).into_response())
+}
+
+/// The CSRF token of the upload form, in its action URL: a multipart body is streamed to disk
+/// field by field, so the check must not wait for a form field that may follow a 4 GiB file.
+#[derive(Deserialize)]
+pub struct UploadQuery {
+    csrf: Option<String>,
+}
+
+/// `POST /upload`: the web UI's upload (multipart `file` and `notes`). Scripts get the build as
+/// JSON; a plain form post is sent on to the app's page.
+pub async fn upload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<UploadQuery>,
+    body: Body,
+) -> Result<Response, Response> {
+    let json = wants_json(&headers);
+    let answer_error = |error: ApiError| if json { error.into_response() } else { PageError(error).into_response() };
+    let session = Session::require(&state, &headers).await?;
+    session.check_request(&state, &headers, query.csrf.as_deref()).map_err(answer_error)?;
+    let build = receive_build(&state, &headers, body).await.map_err(answer_error)?;
+    if json {
+        let body = BuildJson::new(&build, &base_url(&state, &headers));
+        Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+    } else {
+        Ok(Redirect::to(&format!("/apps/{}", build.bundle_id)).into_response())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_across_headers() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, HeaderValue::from_static("theme=dark; otaship_sessionx=no"));
+        headers.append(header::COOKIE, HeaderValue::from_static("a=b; otaship_session=abc123"));
+        assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc123"));
+        assert_eq!(cookie(&HeaderMap::new(), SESSION_COOKIE), None);
+    }
+
+    #[test]
+    fn session_cookies_are_http_only_strict_and_secure_over_https() {
+        let cookie = session_cookie(Some("v"), true).expect("header");
+        let text = cookie.to_str().expect("ascii");
+        assert!(text.contains("HttpOnly") && text.contains("SameSite=Strict") && text.ends_with("; Secure"));
+        let plain = session_cookie(Some("v"), false).expect("header");
+        assert!(!plain.to_str().expect("ascii").contains("Secure"));
+        assert!(
+            constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"a", b"ab")
+        );
+    }
+}

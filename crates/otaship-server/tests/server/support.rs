@@ -1,0 +1,155 @@
+//! What the server's tests share: an in-process server on loopback with a seeded token, the
+//! real fixtures, a throwaway certificate authority, and readers of install links.
+
+use std::path::{Path, PathBuf};
+
+use otaship_server::{AppState, Config, ServeArgs, tokens};
+use serde_json::Value;
+
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/third-party/ipa/");
+
+pub struct Server {
+    pub base: String,
+    pub token: String,
+    /// The CA the client trusts when the server speaks HTTPS.
+    pub trusted_ca: Option<reqwest::Certificate>,
+    pub data_dir: tempfile::TempDir,
+    pub state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Server::start_with(ServeArgs::default()).await
+    }
+
+    pub async fn start_with(mut args: ServeArgs) -> Server {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        args.data_dir = Some(data_dir.path().to_owned());
+        args.listen = Some("127.0.0.1:0".into());
+        let config = Config::load(&args).expect("config");
+        let state = AppState::open(config).await.expect("state");
+        let token = tokens::generate();
+        state.seed_token(&token).await.expect("token");
+        let listener = otaship_server::bind(&state.config).await.expect("bind");
+        let scheme = if state.config.serves_https() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", listener.local_addr().expect("address"));
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(otaship_server::serve(state.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        Server { base, token, trusted_ca: None, data_dir, state, stop: Some(stop), task: Some(task) }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("join").expect("clean shutdown");
+        }
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        // No cookie store: every request is as cookie-less as the iOS installer's.
+        let builder = reqwest::Client::builder();
+        match &self.trusted_ca {
+            Some(ca) => builder.tls_certs_only([ca.clone()]),
+            None => builder,
+        }
+        .build()
+        .expect("client")
+    }
+
+    pub async fn upload(&self, bytes: Vec<u8>) -> reqwest::Response {
+        self.client()
+            .post(format!("{}/api/v1/builds", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// An authenticated API GET, with extra headers, as JSON.
+    pub async fn api_json(&self, path: &str, headers: &[(&str, &str)]) -> Value {
+        let mut request = self.client().get(format!("{}{path}", self.base)).bearer_auth(&self.token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("request").json().await.expect("JSON")
+    }
+
+    pub fn files_under(&self, dir: &str) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut stack = vec![self.data_dir.path().join(dir)];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.path().is_dir() { stack.push(entry.path()) } else { found.push(entry.path()) }
+            }
+        }
+        found
+    }
+}
+
+pub fn fixture_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(FIXTURES).expect("fixtures").map(|entry| entry.expect("entry").path()).collect();
+    files.sort();
+    files
+}
+
+/// Pulls the Install button's href out of the page and undoes HTML escaping.
+pub fn install_href(html: &str) -> Option<String> {
+    let start = html.find("id=\"install-button\"")?;
+    let rest = &html[start..];
+    let href = rest.find("href=\"")? + 6;
+    let end = rest[href..].find('"')?;
+    Some(rest[href..href + end].replace("&amp;", "&").replace("&#x27;", "'").replace("&quot;", "\""))
+}
+
+pub fn manifest_url_of(link: &str) -> String {
+    let query = link.strip_prefix("itms-services://?").expect("itms-services link");
+    let mut parts = query.split('&');
+    assert_eq!(parts.next(), Some("action=download-manifest"));
+    let encoded = parts.next().and_then(|part| part.strip_prefix("url=")).expect("url parameter");
+    assert_eq!(parts.next(), None, "nothing after url=: a raw & would truncate the manifest URL");
+    assert!(!encoded.contains([':', '/', '?', '&', '#']), "the manifest URL is fully encoded: {encoded}");
+    percent_decode(encoded)
+}
+
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'%' {
+            out.push(u8::from_str_radix(&text[at + 1..at + 3], 16).expect("hex"));
+            at += 3;
+        } else {
+            out.push(bytes[at]);
+            at += 1;
+        }
+    }
+    String::from_utf8(out).expect("utf-8")
+}
+
+/// A throwaway CA and a leaf it signed for 127.0.0.1 and localhost, as PEM files in `dir`.
+pub fn write_test_certificate(dir: &Path) -> (PathBuf, PathBuf, String) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "otaship test CA");
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA");
+    let leaf_params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("params");
+    let leaf_key = rcgen::KeyPair::generate().expect("key");
+    let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("leaf");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, format!("{}{}", leaf.pem(), ca.pem())).expect("write");
+    std::fs::write(&key, leaf_key.serialize_pem()).expect("write");
+    (cert, key, ca.pem())
+}
