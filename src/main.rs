@@ -19,7 +19,7 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: upload builds, get install pages that install.
-    Serve(otaship_server::ServeArgs),
+    Serve(Box<otaship_server::ServeArgs>),
     /// Create, list and revoke API tokens.
     Token(cli::serve::TokenArgs),
     /// Read an .ipa or a provisioning profile and say what it is and whether it will install.

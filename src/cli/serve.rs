@@ -24,19 +24,49 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
         if let Some(token) = admin_token {
             state.seed_token(&token).await?;
         }
-        let listener = otaship_server::bind(&state.config).await?;
-        let address = listener.local_addr().context("cannot read the listening address")?;
-        let open = state.config.public_url.clone().unwrap_or_else(|| {
-            let scheme = if state.config.serves_https() { "https" } else { "http" };
-            // A wildcard address is where to listen, not where to browse.
-            let host = if address.ip().is_unspecified() { "localhost".to_owned() } else { address.ip().to_string() };
-            let host = if address.is_ipv6() && !address.ip().is_unspecified() { format!("[{host}]") } else { host };
-            format!("{scheme}://{host}:{}", address.port())
-        });
-        eprintln!("otaship is listening on {address}; open {open}");
-        eprintln!("data directory: {}", state.config.data_dir.display());
-        otaship_server::serve(state, listener, shutdown_signal()).await
+        let listeners = otaship_server::bind(&state).await?;
+        announce(&state, &listeners)?;
+        otaship_server::serve(state, listeners, shutdown_signal()).await
     })?;
+    Ok(())
+}
+
+/// Prints where the server listens and what to open, with a QR code for phones in a terminal.
+fn announce(state: &AppState, listeners: &otaship_server::Listeners) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let main = listeners.main.local_addr().context("cannot read the listening address")?;
+    let helper = listeners.http_helper.as_ref().map(|listener| listener.local_addr()).transpose()?;
+    let urls = otaship_server::StartupUrls::new(state, main, helper);
+    let mode = match &state.config.tls {
+        otaship_server::TlsSetting::Off => "plain HTTP",
+        otaship_server::TlsSetting::LocalCa { .. } => "HTTPS, local CA",
+        otaship_server::TlsSetting::Files { .. } => "HTTPS, your certificate",
+        otaship_server::TlsSetting::Acme { .. } => "HTTPS, ACME",
+    };
+    match helper {
+        Some(helper) => eprintln!("otaship is listening on {main} ({mode}) and {helper} (plain-HTTP helper)"),
+        None => eprintln!("otaship is listening on {main} ({mode})"),
+    }
+    eprintln!("  web UI for uploads:  {}", urls.web);
+    if let Some(onboarding) = &urls.onboarding {
+        eprintln!("  on each iPhone or iPad, first open {onboarding} in Safari to trust this server");
+        if std::io::stderr().is_terminal()
+            && let Ok(code) = qrcode::QrCode::new(onboarding.as_bytes())
+        {
+            let art = code
+                .render::<qrcode::render::unicode::Dense1x2>()
+                .dark_color(qrcode::render::unicode::Dense1x2::Light)
+                .light_color(qrcode::render::unicode::Dense1x2::Dark)
+                .build();
+            eprintln!("{art}");
+        }
+    }
+    if urls.web.starts_with("http://") {
+        eprintln!(
+            "  warning: plain HTTP: iOS installs only over HTTPS; put a TLS proxy in front (--public-url https://...)"
+        );
+    }
+    eprintln!("  data directory:      {}", state.config.data_dir.display());
     Ok(())
 }
 

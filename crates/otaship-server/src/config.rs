@@ -19,9 +19,17 @@ pub struct ServeArgs {
     /// Where the database, blobs and secrets live [default: ./otaship-data].
     #[arg(long, env = "OTASHIP_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
+    /// Address to listen on [default: 0.0.0.0:8443 with HTTPS, 127.0.0.1:8080 with --tls off].
     #[arg(long, env = "OTASHIP_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Plain-HTTP helper: the trust onboarding page, the CA profile, and redirects to HTTPS;
+    /// `off` to disable [default: 0.0.0.0:8080 with the local CA, else off].
+    #[arg(long, env = "OTASHIP_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: Option<String>,
+    /// Another name the local CA's server certificate must cover (repeat or separate with
+    /// commas), e.g. ota.office.lan.
+    #[arg(long = "host", env = "OTASHIP_HOST", value_name = "NAME", value_delimiter = ',')]
+    pub hosts: Vec<String>,
     /// Base of every absolute URL the server writes (links, manifests), e.g.
     /// https://ota.example.com. Without it, URLs come from the request's Host.
     #[arg(long, env = "OTASHIP_PUBLIC_URL", value_name = "URL")]
@@ -29,8 +37,9 @@ pub struct ServeArgs {
     /// Honour X-Forwarded-Proto/Host/Port from a reverse proxy.
     #[arg(long, env = "OTASHIP_TRUST_PROXY", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub trust_proxy: Option<bool>,
-    /// `off` to serve plain HTTP (behind a TLS proxy), `cert` to serve HTTPS with --tls-cert and
-    /// --tls-key [default: cert when both files are given, else off].
+    /// `local-ca` (a private CA testers trust once), `cert` (--tls-cert and --tls-key), `acme`
+    /// (--acme), or `off` (plain HTTP behind a TLS proxy) [default: cert when the files are
+    /// given, acme when --acme is, else local-ca].
     #[arg(long, env = "OTASHIP_TLS", value_name = "MODE")]
     pub tls: Option<String>,
     /// PEM certificate chain for HTTPS, leaf first (with --tls-key).
@@ -39,6 +48,22 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert (unencrypted).
     #[arg(long, env = "OTASHIP_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// Domains to get a certificate for from an ACME CA (Let's Encrypt), comma-separated. The
+    /// server must be reachable on port 443 under these names (TLS-ALPN-01).
+    #[arg(long = "acme", env = "OTASHIP_ACME", value_name = "DOMAIN", value_delimiter = ',')]
+    pub acme_domains: Vec<String>,
+    /// Contact address for the ACME account.
+    #[arg(long, env = "OTASHIP_ACME_EMAIL", value_name = "ADDR")]
+    pub acme_email: Option<String>,
+    /// ACME directory [default: Let's Encrypt production]; e.g. its staging directory.
+    #[arg(long, env = "OTASHIP_ACME_DIRECTORY", value_name = "URL")]
+    pub acme_directory: Option<String>,
+    /// PEM root to trust for the ACME directory's own HTTPS (a private or test CA).
+    #[arg(long, env = "OTASHIP_ACME_CA_CERT", value_name = "FILE")]
+    pub acme_ca_cert: Option<PathBuf>,
+    /// Allow an http:// --public-url. iOS will not install from it; every page says so.
+    #[arg(long, env = "OTASHIP_INSECURE_HTTP", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub insecure_http: Option<bool>,
     /// Database URL [default: sqlite://<data-dir>/otaship.db].
     #[arg(long, env = "OTASHIP_DATABASE", value_name = "URL")]
     pub database: Option<String>,
@@ -53,11 +78,18 @@ pub struct ServeArgs {
 struct FileSettings {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
+    http_listen: Option<String>,
+    host: Option<Vec<String>>,
     public_url: Option<String>,
     trust_proxy: Option<bool>,
     tls: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    acme: Option<Vec<String>>,
+    acme_email: Option<String>,
+    acme_directory: Option<String>,
+    acme_ca_cert: Option<PathBuf>,
+    insecure_http: Option<bool>,
     database: Option<String>,
     max_upload_size: Option<String>,
 }
@@ -67,8 +99,10 @@ struct FileSettings {
 pub struct Config {
     /// Data directory (created if missing).
     pub data_dir: PathBuf,
-    /// Listen address.
+    /// Listen address (HTTPS unless TLS is off).
     pub listen: SocketAddr,
+    /// The plain-HTTP helper's address, if it runs.
+    pub http_listen: Option<SocketAddr>,
     /// Base URL for absolute links, without a trailing slash.
     pub public_url: Option<String>,
     /// Whether `X-Forwarded-*` headers are trusted.
@@ -93,20 +127,37 @@ impl Config {
             }
             None => FileSettings::default(),
         };
+        let tls = TlsSetting::choose(args, &file)?;
         let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("otaship-data"));
-        let listen_text = args.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-        let listen: SocketAddr = listen_text.parse().with_context(|| {
-            format!("--listen {listen_text:?} is not an address and port; write it like 127.0.0.1:8080 or [::]:8080")
-        })?;
+        let default_listen = if matches!(tls, TlsSetting::Off) { "127.0.0.1:8080" } else { "0.0.0.0:8443" };
+        let listen_text = args.listen.clone().or(file.listen).unwrap_or_else(|| default_listen.to_owned());
+        let listen = parse_address("--listen", &listen_text)?;
+        let http_listen = match args.http_listen.clone().or(file.http_listen) {
+            Some(text) if text.trim() == "off" => None,
+            Some(text) if matches!(tls, TlsSetting::Off) => {
+                bail!("--http-listen {text:?} needs HTTPS: with --tls off the server already speaks plain HTTP")
+            }
+            Some(text) => Some(parse_address("--http-listen", &text)?),
+            None if matches!(tls, TlsSetting::LocalCa { .. }) => Some(parse_address("--http-listen", "0.0.0.0:8080")?),
+            None => None,
+        };
+        if http_listen == Some(listen) && listen.port() != 0 {
+            bail!("--listen and --http-listen are both {listen}; give the HTTP helper another port");
+        }
         let public_url = match args.public_url.clone().or(file.public_url) {
             Some(url) => Some(validate_public_url(&url)?),
             None => None,
         };
-        let tls = TlsSetting::choose(
-            args.tls.clone().or(file.tls),
-            args.tls_cert.clone().or(file.tls_cert),
-            args.tls_key.clone().or(file.tls_key),
-        )?;
+        let insecure_http = args.insecure_http.or(file.insecure_http).unwrap_or(false);
+        if let Some(url) = &public_url
+            && url.starts_with("http://")
+            && !insecure_http
+        {
+            bail!(
+                "--public-url {url} is plain HTTP, and iOS installs apps only over HTTPS: give the https:// URL \
+                 of your TLS proxy, or add --insecure-http to serve it anyway (nothing will install)"
+            );
+        }
         let database = args.database.clone().or(file.database);
         let database_path = match database {
             None => data_dir.join("otaship.db"),
@@ -121,6 +172,7 @@ impl Config {
         Ok(Config {
             data_dir,
             listen,
+            http_listen,
             public_url,
             trust_proxy: args.trust_proxy.or(file.trust_proxy).unwrap_or(false),
             tls,
@@ -150,36 +202,116 @@ impl Config {
 pub enum TlsSetting {
     /// Plain HTTP, for a TLS-terminating proxy in front.
     Off,
-    /// HTTPS with the operator's certificate and key (PEM files, re-read on reload).
+    /// A private CA in the data directory signs the server certificate; testers trust the CA
+    /// once through the onboarding page.
+    LocalCa {
+        /// Names the certificate covers besides the machine's own.
+        hosts: Vec<String>,
+    },
+    /// The operator's certificate and key (PEM files, reloaded when they change).
     Files {
         /// Certificate chain, leaf first.
         cert: PathBuf,
         /// Private key.
         key: PathBuf,
     },
+    /// Certificates from an ACME CA over TLS-ALPN-01, cached in the data directory.
+    Acme {
+        /// Domains of the certificate.
+        domains: Vec<String>,
+        /// Account contact.
+        email: Option<String>,
+        /// Directory URL.
+        directory: String,
+        /// Extra root to trust for the directory's HTTPS.
+        directory_ca: Option<PathBuf>,
+    },
 }
 
+/// Let's Encrypt's production directory.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
 impl TlsSetting {
-    fn choose(mode: Option<String>, cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Self> {
-        let mode = mode.map(|mode| mode.trim().to_ascii_lowercase());
-        match (mode.as_deref(), cert, key) {
-            (Some("off"), None, None) => Ok(TlsSetting::Off),
-            (Some("off"), _, _) => {
-                bail!("--tls off contradicts --tls-cert/--tls-key: drop one of them")
+    fn choose(args: &ServeArgs, file: &FileSettings) -> Result<Self> {
+        let mode = args.tls.clone().or_else(|| file.tls.clone()).map(|mode| mode.trim().to_ascii_lowercase());
+        let cert = args.tls_cert.clone().or_else(|| file.tls_cert.clone());
+        let key = args.tls_key.clone().or_else(|| file.tls_key.clone());
+        let domains = if args.acme_domains.is_empty() {
+            file.acme.clone().unwrap_or_default()
+        } else {
+            args.acme_domains.clone()
+        };
+        let domains: Vec<String> = domains
+            .iter()
+            .map(|domain| domain.trim().to_ascii_lowercase())
+            .filter(|domain| !domain.is_empty())
+            .collect();
+        let hosts = if args.hosts.is_empty() { file.host.clone().unwrap_or_default() } else { args.hosts.clone() };
+        let mode = match mode.as_deref() {
+            Some(mode) => mode.to_owned(),
+            None if cert.is_some() || key.is_some() => "cert".to_owned(),
+            None if !domains.is_empty() => "acme".to_owned(),
+            None => "local-ca".to_owned(),
+        };
+        if mode != "cert" && (cert.is_some() || key.is_some()) {
+            bail!("--tls {mode} contradicts --tls-cert/--tls-key: drop one of them");
+        }
+        if mode != "acme" && !domains.is_empty() {
+            bail!("--tls {mode} contradicts --acme: drop one of them");
+        }
+        match mode.as_str() {
+            "off" => Ok(TlsSetting::Off),
+            "local-ca" | "auto" => {
+                for host in &hosts {
+                    if host.parse::<std::net::IpAddr>().is_err() && !crate::tls::local_ca::is_dns_name(host) {
+                        bail!("--host {host:?} is not a host name or IP address");
+                    }
+                }
+                Ok(TlsSetting::LocalCa { hosts })
             }
-            (None | Some("cert"), Some(cert), Some(key)) => {
-                crate::tls::load_certified_key(&cert, &key)?;
-                Ok(TlsSetting::Files { cert, key })
+            "cert" => match (cert, key) {
+                (Some(cert), Some(key)) => {
+                    crate::tls::load_certified_key(&cert, &key)?;
+                    Ok(TlsSetting::Files { cert, key })
+                }
+                (Some(_), None) => bail!("--tls-cert needs --tls-key, the certificate's private key"),
+                (None, Some(_)) => bail!("--tls-key needs --tls-cert, the certificate chain"),
+                (None, None) => bail!("--tls cert needs --tls-cert FILE and --tls-key FILE"),
+            },
+            "acme" => {
+                if domains.is_empty() {
+                    bail!("--tls acme needs --acme DOMAIN: the name(s) the certificate is for");
+                }
+                if let Some(bad) = domains.iter().find(|domain| !crate::tls::local_ca::is_dns_name(domain)) {
+                    bail!("--acme {bad:?} is not a domain name");
+                }
+                let directory = args
+                    .acme_directory
+                    .clone()
+                    .or_else(|| file.acme_directory.clone())
+                    .unwrap_or_else(|| LETS_ENCRYPT.to_owned());
+                if !directory.starts_with("https://") {
+                    bail!("--acme-directory {directory:?} must be an https:// URL");
+                }
+                Ok(TlsSetting::Acme {
+                    domains,
+                    email: args.acme_email.clone().or_else(|| file.acme_email.clone()),
+                    directory,
+                    directory_ca: args.acme_ca_cert.clone().or_else(|| file.acme_ca_cert.clone()),
+                })
             }
-            (None | Some("cert"), Some(_), None) => bail!("--tls-cert needs --tls-key, the certificate's private key"),
-            (None | Some("cert"), None, Some(_)) => bail!("--tls-key needs --tls-cert, the certificate chain"),
-            (Some("cert"), None, None) => bail!("--tls cert needs --tls-cert FILE and --tls-key FILE"),
-            (None, None, None) => Ok(TlsSetting::Off),
-            (Some(other), _, _) => bail!(
-                "--tls {other:?} is not a TLS mode: use off (plain HTTP behind a proxy) or give --tls-cert and --tls-key"
+            other => bail!(
+                "--tls {other:?} is not a TLS mode: use local-ca (the default), cert (with --tls-cert and \
+                 --tls-key), acme (with --acme) or off (plain HTTP behind a TLS proxy)"
             ),
         }
     }
+}
+
+fn parse_address(flag: &str, text: &str) -> Result<SocketAddr> {
+    text.trim()
+        .parse()
+        .with_context(|| format!("{flag} {text:?} is not an address and port; write it like 0.0.0.0:8443 or [::]:8443"))
 }
 
 fn validate_public_url(url: &str) -> Result<String> {
@@ -270,7 +402,9 @@ mod tests {
         assert_eq!(flagged.listen.port(), 9100);
         assert_eq!(flagged.max_upload_size, 1 << 30);
         let defaults = Config::load(&ServeArgs::default()).expect("valid");
-        assert_eq!(defaults.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(defaults.listen.to_string(), "0.0.0.0:8443");
+        let plain = Config::load(&ServeArgs { tls: Some("off".into()), ..ServeArgs::default() }).expect("valid");
+        assert_eq!(plain.listen.to_string(), "127.0.0.1:8080", "behind a proxy, loopback by default");
         assert_eq!(defaults.max_upload_size, 4 << 30);
         assert_eq!(defaults.database_path, PathBuf::from("otaship-data/otaship.db"));
     }
@@ -279,7 +413,7 @@ mod tests {
     fn bad_settings_say_how_to_fix_them() {
         let error =
             Config::load(&ServeArgs { listen: Some("localhost".into()), ..ServeArgs::default() }).expect_err("refused");
-        assert!(error.to_string().contains("write it like 127.0.0.1:8080"), "{error}");
+        assert!(error.to_string().contains("write it like 0.0.0.0:8443"), "{error}");
         let error = Config::load(&ServeArgs { public_url: Some("ftp://x".into()), ..ServeArgs::default() })
             .expect_err("refused");
         assert!(error.to_string().contains("must start with https://"), "{error}");

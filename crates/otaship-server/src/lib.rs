@@ -14,11 +14,13 @@ pub mod storage;
 pub mod tls;
 pub mod tokens;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, ServeArgs, TlsSetting};
 use db::Db;
@@ -33,24 +35,49 @@ pub struct AppState {
     pub db: Db,
     /// Blobs.
     pub storage: Storage,
-    /// The certificate HTTPS serves, when the server speaks TLS itself.
-    pub certificate: Option<Arc<tls::CertificateResolver>>,
+    /// HTTPS, when the server speaks TLS itself.
+    pub tls: Option<Arc<tls::Tls>>,
+    /// The addresses actually bound (the configured ones may say port 0).
+    pub bound: Arc<std::sync::OnceLock<BoundAddresses>>,
+}
+
+/// Where the server really listens.
+#[derive(Debug, Clone, Copy)]
+pub struct BoundAddresses {
+    /// `--listen`.
+    pub main: SocketAddr,
+    /// `--http-listen`.
+    pub http_helper: Option<SocketAddr>,
 }
 
 impl AppState {
+    /// The HTTPS (or, with `--tls off`, HTTP) port.
+    pub fn main_port(&self) -> u16 {
+        self.bound.get().map_or(self.config.listen.port(), |bound| bound.main.port())
+    }
+
+    /// The plain-HTTP helper's port, when it runs.
+    pub fn helper_port(&self) -> Option<u16> {
+        match self.bound.get() {
+            Some(bound) => bound.http_helper.map(|address| address.port()),
+            None => self.config.http_listen.map(|address| address.port()),
+        }
+    }
+
     /// Prepares the data directory, opens the database and reconciles storage.
     pub async fn open(config: Config) -> Result<Self> {
         config::prepare_data_dir(&config)?;
         let db = Db::open(&config.database_path)
             .await
             .with_context(|| format!("cannot open the database {}", config.database_path.display()))?;
-        let certificate = match &config.tls {
-            TlsSetting::Off => None,
-            TlsSetting::Files { cert, key } => {
-                Some(Arc::new(tls::CertificateResolver::new(tls::load_certified_key(cert, key)?)))
-            }
+        let tls = tls::Tls::start(&config.tls, &config.data_dir)?.map(Arc::new);
+        let state = AppState {
+            storage: Storage::new(config.blob_dir()),
+            config: Arc::new(config),
+            db,
+            tls,
+            bound: Arc::default(),
         };
-        let state = AppState { storage: Storage::new(config.blob_dir()), config: Arc::new(config), db, certificate };
         ingest::reconcile(&state).await.context("cannot clean up the data directory")?;
         Ok(state)
     }
@@ -65,23 +92,121 @@ impl AppState {
     }
 }
 
-/// Binds `--listen`, failing with a sentence that says how to fix a taken port.
-pub async fn bind(config: &Config) -> Result<TcpListener> {
-    TcpListener::bind(config.listen).await.with_context(|| {
-        format!("cannot listen on {}: is another server using it? Choose another --listen address", config.listen)
-    })
+/// The URLs to announce at start-up.
+#[derive(Debug, Clone)]
+pub struct StartupUrls {
+    /// The web UI (and base of install pages).
+    pub web: String,
+    /// The trust onboarding page on the HTTP helper, with the local CA.
+    pub onboarding: Option<String>,
 }
 
-/// Serves on `listener` until `shutdown` resolves, then finishes the requests in flight.
+impl StartupUrls {
+    /// URLs a phone on the network can open: `--public-url`, else the machine's first reachable
+    /// address when listening on a wildcard.
+    pub fn new(state: &AppState, main: SocketAddr, helper: Option<SocketAddr>) -> StartupUrls {
+        let hosts = match &state.config.tls {
+            TlsSetting::LocalCa { hosts } => hosts.clone(),
+            _ => Vec::new(),
+        };
+        let host_of = |address: SocketAddr| -> String {
+            let ip = if address.ip().is_unspecified() {
+                tls::local_ca::ServerNames::of_this_machine(&hosts).reachable_ips().first().copied()
+            } else {
+                Some(address.ip())
+            };
+            match ip {
+                Some(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+                Some(ip) => ip.to_string(),
+                None => "localhost".to_owned(),
+            }
+        };
+        let public_host = state.config.public_url.as_ref().and_then(|url| {
+            let rest = url.split_once("://")?.1;
+            let authority = rest.split('/').next()?;
+            Some(match authority.rfind(':') {
+                Some(colon) if !authority[colon..].contains(']') => authority[..colon].to_owned(),
+                _ => authority.to_owned(),
+            })
+        });
+        let scheme = if state.config.serves_https() { "https" } else { "http" };
+        let web = match &state.config.public_url {
+            Some(url) => format!("{url}/"),
+            None => format!("{scheme}://{}:{}/", host_of(main), main.port()),
+        };
+        let onboarding = match (&state.tls, helper) {
+            (Some(tls), Some(helper)) if tls.local_ca.is_some() => {
+                let host = public_host.unwrap_or_else(|| host_of(helper));
+                Some(format!("http://{host}:{}/", helper.port()))
+            }
+            _ => None,
+        };
+        StartupUrls { web, onboarding }
+    }
+}
+
+/// The sockets the server listens on.
+pub struct Listeners {
+    /// `--listen`: HTTPS, or plain HTTP with `--tls off`.
+    pub main: TcpListener,
+    /// `--http-listen`: the plain-HTTP helper (onboarding, CA profile, redirects).
+    pub http_helper: Option<TcpListener>,
+}
+
+/// Binds `--listen` and `--http-listen`, failing with a sentence that says how to fix a taken
+/// port.
+pub async fn bind(state: &AppState) -> Result<Listeners> {
+    let config = &state.config;
+    let bind_one = |address: SocketAddr, flag: &'static str| async move {
+        TcpListener::bind(address).await.with_context(|| {
+            format!("cannot listen on {address}: is another server using it? Choose another {flag} address")
+        })
+    };
+    let main = bind_one(config.listen, "--listen").await?;
+    let http_helper = match config.http_listen {
+        Some(address) => Some(bind_one(address, "--http-listen").await?),
+        None => None,
+    };
+    let _ = state.bound.set(BoundAddresses {
+        main: main.local_addr().context("cannot read the listening address")?,
+        http_helper: http_helper.as_ref().map(TcpListener::local_addr).transpose()?,
+    });
+    Ok(Listeners { main, http_helper })
+}
+
+/// Serves until `shutdown` resolves, then finishes the requests in flight. Keeps the TLS
+/// certificate current while it runs.
 pub async fn serve(
     state: AppState,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let certificate = state.certificate.clone();
-    let router = http::router(state);
-    match certificate {
-        Some(resolver) => tls::serve(listener, tls::server_config(resolver)?, router, shutdown).await,
-        None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("the server stopped"),
+    let stop = CancellationToken::new();
+    let trigger = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        trigger.cancel();
+    });
+    if let Some(tls) = &state.tls {
+        tokio::spawn(Arc::clone(tls).maintain(tls::Tls::maintenance_interval(), stop.clone()));
     }
+    let helper = listeners.http_helper.map(|listener| {
+        let router = http::helper_router(state.clone());
+        tokio::spawn(axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned()).into_future())
+    });
+    let router = http::router(state.clone());
+    let served = match &state.tls {
+        Some(tls) => {
+            tls::serve(listeners.main, tls.server_config.clone(), router, stop.clone().cancelled_owned()).await
+        }
+        None => axum::serve(listeners.main, router)
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .await
+            .context("the server stopped"),
+    };
+    stop.cancel();
+    if let Some(helper) = helper {
+        helper.await.context("the HTTP helper failed")?.context("the HTTP helper stopped")?;
+    }
+    served
 }

@@ -3,7 +3,10 @@
 mod api;
 mod download;
 mod pages;
+mod trust;
 mod ui;
+
+pub use trust::helper_router;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -33,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/apps/{bundle_id}", get(ui::app_page))
         .route("/builds/{id}/delete", post(ui::delete_build))
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(trust::https_routes())
         // Uploads stream to disk under their own limit (--max-upload-size); no body is ever
         // buffered whole, so axum's default 2 MB buffer limit does not apply.
         .layer(DefaultBodyLimit::disable())
@@ -40,7 +44,10 @@ pub fn router(state: AppState) -> Router {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
-        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        // Install URLs are capabilities: no other site may learn them from a Referer. Within the
+        // site the origin must still be sent, or browsers post forms with `Origin: null`, which
+        // the web UI's cross-site check refuses.
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
         // No page of otaship may be framed (clickjacking of the delete and upload forms).
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
@@ -75,6 +82,20 @@ pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
         Some(port) if !host.contains(':') && !default_port(port) => format!("{scheme}://{host}:{port}"),
         _ => format!("{scheme}://{host}"),
     }
+}
+
+/// The host name (or address) the request addressed, without a port: from `--public-url`, else
+/// the `Host` header (or, with `--trust-proxy`, `X-Forwarded-Host`).
+pub fn request_host(state: &AppState, headers: &HeaderMap) -> String {
+    let base = base_url(state, headers);
+    let authority = base.split_once("://").map_or(base.as_str(), |(_, rest)| rest);
+    let authority = authority.split('/').next().unwrap_or(authority);
+    let host = match authority.rfind(':') {
+        // A colon inside brackets belongs to an IPv6 address, not to a port.
+        Some(colon) if !authority[colon..].contains(']') => &authority[..colon],
+        _ => authority,
+    };
+    host.to_owned()
 }
 
 /// A Host value that cannot smuggle a path, query or credentials into generated URLs.

@@ -42,6 +42,8 @@ pub struct BuildView {
     pub warnings: Vec<String>,
     /// Lowest iOS version.
     pub min_os: Option<String>,
+    /// Runs on iPad only (`UIDeviceFamily` without iPhone); iPhone-only apps still run on iPad.
+    pub ipad_only: bool,
     /// Public URLs.
     pub urls: BuildUrls,
     /// The `itms-services` link of the Install button.
@@ -81,6 +83,9 @@ impl BuildView {
             problems: messages("problems"),
             warnings: messages("warnings"),
             min_os: report["min_os"].as_str().map(str::to_owned),
+            ipad_only: report["device_families"].as_array().is_some_and(|families| {
+                families.iter().any(|family| family == "ipad") && !families.iter().any(|family| family == "iphone")
+            }),
             itms_link: itms_link(&urls.manifest),
             urls,
         })
@@ -92,6 +97,10 @@ impl BuildView {
 struct InstallPage {
     b: BuildView,
     qr_svg: String,
+    /// The local CA's onboarding page, for devices that do not trust the server yet.
+    trust_url: Option<String>,
+    /// The page was served over plain HTTP, from which iOS never installs.
+    insecure: bool,
 }
 
 #[derive(Template)]
@@ -108,8 +117,14 @@ pub async fn install_page(
         let page = NotFoundPage.render().map_err(ApiError::internal)?;
         return Ok((StatusCode::NOT_FOUND, Html(page)).into_response());
     };
-    let view = BuildView::new(&build, &base_url(&state, &headers))?;
-    let page = InstallPage { qr_svg: qr_svg(&view.urls.install)?, b: view };
+    let base = base_url(&state, &headers);
+    let view = BuildView::new(&build, &base)?;
+    let page = InstallPage {
+        qr_svg: qr_svg(&view.urls.install)?,
+        b: view,
+        trust_url: super::trust::onboarding_url(&state, &headers),
+        insecure: base.starts_with("http://"),
+    };
     let html = page.render().map_err(ApiError::internal)?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
 }

@@ -112,6 +112,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Whether absolute URLs for this request are plain HTTP (from which iOS never installs).
+fn is_insecure(state: &AppState, headers: &HeaderMap) -> bool {
+    base_url(state, headers).starts_with("http://")
+}
+
 fn wants_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -151,11 +156,12 @@ impl From<crate::db::DbError> for PageError {
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
     message: &'a str,
+    insecure: bool,
 }
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let html = ErrorPage { message: &self.0.message }
+        let html = ErrorPage { message: &self.0.message, insecure: false }
             .render()
             .unwrap_or_else(|_| "The server failed to show this page.".to_owned());
         (self.0.status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
@@ -172,6 +178,7 @@ fn private_page(template: &impl Template) -> Result<Response, PageError> {
 #[template(path = "signin.html")]
 struct SignInPage<'a> {
     error: Option<&'a str>,
+    insecure: bool,
 }
 
 /// `GET /signin`.
@@ -179,7 +186,7 @@ pub async fn signin_page(State(state): State<AppState>, headers: HeaderMap) -> R
     if Session::from_headers(&state, &headers).await?.is_some() {
         return Ok(Redirect::to("/").into_response());
     }
-    private_page(&SignInPage { error: None })
+    private_page(&SignInPage { error: None, insecure: is_insecure(&state, &headers) })
 }
 
 /// The sign-in form.
@@ -198,6 +205,7 @@ pub async fn signin(
     let Some(token_id) = state.db.live_token_id(&tokens::hash(form.token.trim())).await? else {
         let mut page = private_page(&SignInPage {
             error: Some("That token is not valid or was revoked. Create one with `otaship token create`."),
+            insecure: is_insecure(&state, &headers),
         })?;
         *page.status_mut() = StatusCode::UNAUTHORIZED;
         return Ok(page);
@@ -250,6 +258,7 @@ struct AppsPage {
     apps: Vec<AppCard>,
     max_upload: String,
     base: String,
+    insecure: bool,
 }
 
 /// `GET /`: the apps with their latest build, and the upload form.
@@ -277,6 +286,7 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Result<R
         csrf: session.row.csrf_token,
         apps,
         max_upload: super::pages::human_size(state.config.max_upload_size),
+        insecure: base.starts_with("http://"),
         base,
     })
 }
@@ -299,6 +309,7 @@ struct AppPage {
     page: u64,
     pages: u64,
     total: u64,
+    insecure: bool,
 }
 
 /// `GET /apps/{bundle_id}`: every build of an app, newest first.
@@ -334,6 +345,7 @@ pub async fn app_page(
         page,
         pages: total.div_ceil(BUILDS_PER_PAGE),
         total,
+        insecure: base.starts_with("http://"),
     })
 }
 

@@ -9,7 +9,7 @@ use otaship_server::{AppState, Config, ServeArgs, tokens};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{FIXTURES, Server, fixture_files, install_href, manifest_url_of, write_test_certificate};
+use crate::support::{FIXTURES, Server, fixture_files, install_href, manifest_url_of};
 
 #[tokio::test]
 async fn every_fixture_uploads_or_is_refused_cleanly() {
@@ -355,71 +355,4 @@ async fn a_restart_removes_what_a_crash_left_behind() {
     assert!(data.join("blobs/builds").join(kept["id"].as_str().expect("id")).join("app.ipa").exists());
     assert!(state.db.integrity_ok().await.expect("check"));
     let _ = Path::new(&data);
-}
-
-#[tokio::test]
-async fn https_with_your_own_certificate_serves_https_urls() {
-    let certs = tempfile::tempdir().expect("tempdir");
-    let (cert, key, ca_pem) = write_test_certificate(certs.path());
-    let mut server =
-        Server::start_with(ServeArgs { tls_cert: Some(cert), tls_key: Some(key), ..ServeArgs::default() }).await;
-    assert!(server.base.starts_with("https://127.0.0.1:"));
-    server.trusted_ca = Some(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA"));
-    let bytes = std::fs::read(format!("{FIXTURES}run_loop-CalSmoke.ipa")).expect("fixture");
-    let response = server.upload(bytes.clone()).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let body: Value = response.json().await.expect("JSON");
-    for field in ["install_url", "manifest_url", "download_url"] {
-        assert!(body[field].as_str().expect("url").starts_with(&format!("{}/i/", server.base)), "{field}: {body}");
-    }
-    let download = server.client().get(body["download_url"].as_str().expect("url")).send().await.expect("download");
-    assert_eq!(download.version(), reqwest::Version::HTTP_11);
-    assert_eq!(download.bytes().await.expect("body").as_ref(), bytes.as_slice());
-
-    // TLS 1.2 is accepted (older iOS), and a client that does not trust the CA is refused.
-    let tls12 = reqwest::Client::builder()
-        .tls_certs_only([server.trusted_ca.clone().expect("CA")])
-        .tls_version_max(reqwest::tls::Version::TLS_1_2)
-        .build()
-        .expect("client");
-    let page = tls12.get(body["install_url"].as_str().expect("url")).send().await.expect("TLS 1.2");
-    assert_eq!(page.status(), StatusCode::OK);
-    let untrusting = reqwest::Client::builder().tls_certs_only([]).build().expect("client");
-    assert!(untrusting.get(format!("{}/healthz", server.base)).send().await.is_err());
-    // Plain HTTP on the HTTPS port gets no answer, and the server keeps serving.
-    let plain = reqwest::Client::new().get(format!("http://{}/healthz", server.state.config.listen)).send().await;
-    assert!(plain.is_err() || plain.is_ok_and(|response| !response.status().is_success()));
-    let health = server.client().get(format!("{}/healthz", server.base)).send().await.expect("health");
-    assert_eq!(health.status(), StatusCode::OK);
-    server.stop().await;
-}
-
-#[test]
-fn bad_tls_settings_say_how_to_fix_them() {
-    let certs = tempfile::tempdir().expect("tempdir");
-    let (cert, key, _) = write_test_certificate(certs.path());
-    let load = |args: ServeArgs| Config::load(&args).expect_err("refused").to_string();
-    let error = load(ServeArgs { tls_cert: Some(cert.clone()), ..ServeArgs::default() });
-    assert!(error.contains("--tls-cert needs --tls-key"), "{error}");
-    let error = load(ServeArgs {
-        tls: Some("off".into()),
-        tls_cert: Some(cert.clone()),
-        tls_key: Some(key.clone()),
-        ..ServeArgs::default()
-    });
-    assert!(error.contains("contradicts"), "{error}");
-    let error = load(ServeArgs {
-        tls_cert: Some(certs.path().join("missing.pem")),
-        tls_key: Some(key.clone()),
-        ..ServeArgs::default()
-    });
-    assert!(error.contains("cannot read the certificate file"), "{error}");
-    let error = format!(
-        "{:#}",
-        Config::load(&ServeArgs { tls_cert: Some(key.clone()), tls_key: Some(key), ..ServeArgs::default() })
-            .expect_err("refused")
-    );
-    assert!(error.contains("no certificate"), "{error}");
-    let error = load(ServeArgs { tls: Some("sometimes".into()), ..ServeArgs::default() });
-    assert!(error.contains("is not a TLS mode"), "{error}");
 }

@@ -11,6 +11,8 @@ pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared
 pub struct Server {
     pub base: String,
     pub token: String,
+    /// The plain-HTTP helper, when it runs.
+    pub http_base: Option<String>,
     /// The CA the client trusts when the server speaks HTTPS.
     pub trusted_ca: Option<reqwest::Certificate>,
     pub data_dir: tempfile::TempDir,
@@ -28,18 +30,34 @@ impl Server {
         let data_dir = tempfile::tempdir().expect("tempdir");
         args.data_dir = Some(data_dir.path().to_owned());
         args.listen = Some("127.0.0.1:0".into());
+        // Plain HTTP unless a test asks for a TLS mode: most tests are about other things.
+        if args.tls.is_none() && args.tls_cert.is_none() && args.acme_domains.is_empty() {
+            args.tls = Some("off".into());
+        }
+        if args.http_listen.is_none() && args.tls.as_deref() != Some("off") {
+            args.http_listen = Some("127.0.0.1:0".into());
+        }
         let config = Config::load(&args).expect("config");
         let state = AppState::open(config).await.expect("state");
         let token = tokens::generate();
         state.seed_token(&token).await.expect("token");
-        let listener = otaship_server::bind(&state.config).await.expect("bind");
+        let listeners = otaship_server::bind(&state).await.expect("bind");
         let scheme = if state.config.serves_https() { "https" } else { "http" };
-        let base = format!("{scheme}://{}", listener.local_addr().expect("address"));
+        let base = format!("{scheme}://{}", listeners.main.local_addr().expect("address"));
+        let http_base = listeners
+            .http_helper
+            .as_ref()
+            .map(|listener| format!("http://{}", listener.local_addr().expect("address")));
+        let trusted_ca = state
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.local_ca.as_ref())
+            .map(|ca| reqwest::Certificate::from_pem(ca.ca_pem().as_bytes()).expect("CA"));
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(otaship_server::serve(state.clone(), listener, async {
+        let task = tokio::spawn(otaship_server::serve(state.clone(), listeners, async {
             let _ = stopped.await;
         }));
-        Server { base, token, trusted_ca: None, data_dir, state, stop: Some(stop), task: Some(task) }
+        Server { base, http_base, token, trusted_ca, data_dir, state, stop: Some(stop), task: Some(task) }
     }
 
     pub async fn stop(&mut self) {
@@ -71,6 +89,25 @@ impl Server {
             .send()
             .await
             .expect("request")
+    }
+
+    /// Uploads a build with release notes (multipart) and returns the API's JSON for it.
+    pub async fn upload_with_notes(&self, ipa: Vec<u8>, notes: &str) -> Value {
+        let form = reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::bytes(ipa).file_name("App.ipa"))
+            .text("notes", notes.to_owned());
+        let response = self
+            .client()
+            .post(format!("{}/api/v1/builds", self.base))
+            .bearer_auth(&self.token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+        let build: Value = response.json().await.expect("JSON");
+        assert!(build["install_url"].as_str().expect("install_url").starts_with(&self.base));
+        build
     }
 
     /// An authenticated API GET, with extra headers, as JSON.

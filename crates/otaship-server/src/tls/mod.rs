@@ -26,6 +26,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+pub mod local_ca;
+
 /// How long a client may take to finish the TLS handshake before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a client may take to send a request's headers (slow-loris guard).
@@ -147,6 +149,136 @@ impl CertificateResolver {
 impl ResolvesServerCert for CertificateResolver {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current_key())
+    }
+}
+
+/// How often certificate sources are checked for changes (new addresses, replaced files,
+/// renewal).
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// HTTPS as the server runs it: the rustls configuration, and what keeps its certificate
+/// current.
+pub struct Tls {
+    /// The configuration every connection is accepted with.
+    pub server_config: Arc<ServerConfig>,
+    /// The resolver holding the served certificate.
+    pub certificate: Arc<CertificateResolver>,
+    /// The local CA, in the default mode.
+    pub local_ca: Option<Arc<local_ca::LocalCa>>,
+    source: Source,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Tls").field("source", &self.source).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+enum Source {
+    LocalCa { hosts: Vec<String> },
+    Files { files: CertificateFiles, seen: std::sync::Mutex<Option<FileStamp>> },
+}
+
+/// What tells that a certificate file changed: its length and modification time, for both.
+type FileStamp = [(u64, Option<std::time::SystemTime>); 2];
+
+fn stamp(files: &CertificateFiles) -> Option<FileStamp> {
+    let one = |path: &Path| std::fs::metadata(path).ok().map(|meta| (meta.len(), meta.modified().ok()));
+    Some([one(&files.cert)?, one(&files.key)?])
+}
+
+impl Tls {
+    /// Sets up HTTPS as configured (creating the local CA on first start); `None` for `--tls off`.
+    pub fn start(setting: &crate::TlsSetting, data_dir: &Path) -> Result<Option<Tls>> {
+        match setting {
+            crate::TlsSetting::Off => Ok(None),
+            crate::TlsSetting::LocalCa { hosts } => {
+                let ca = local_ca::LocalCa::open_or_create(&data_dir.join("tls"))?;
+                let (key, _) = ca.server_certificate(&local_ca::ServerNames::of_this_machine(hosts))?;
+                let certificate = Arc::new(CertificateResolver::new(key));
+                Ok(Some(Tls {
+                    server_config: server_config(certificate.clone())?,
+                    certificate,
+                    local_ca: Some(Arc::new(ca)),
+                    source: Source::LocalCa { hosts: hosts.clone() },
+                }))
+            }
+            crate::TlsSetting::Files { cert, key } => {
+                let files = CertificateFiles::new(cert.clone(), key.clone());
+                let seen = stamp(&files);
+                let certificate = Arc::new(CertificateResolver::new(files.load()?));
+                Ok(Some(Tls {
+                    server_config: server_config(certificate.clone())?,
+                    certificate,
+                    local_ca: None,
+                    source: Source::Files { files, seen: std::sync::Mutex::new(seen) },
+                }))
+            }
+            crate::TlsSetting::Acme { .. } => bail!("ACME is not available in this build"),
+        }
+    }
+
+    /// Brings the served certificate up to date: a new one from the local CA when the machine's
+    /// addresses changed or renewal is due, or the operator's files when they changed. A file
+    /// that cannot be loaded (half written, say) keeps the old certificate in service.
+    pub fn refresh(&self) {
+        match &self.source {
+            Source::LocalCa { hosts } => {
+                let Some(ca) = &self.local_ca else { return };
+                match ca.server_certificate(&local_ca::ServerNames::of_this_machine(hosts)) {
+                    Ok((key, true)) => {
+                        tracing::info!("issued a new server certificate from the local CA");
+                        self.certificate.replace(key);
+                    }
+                    Ok((_, false)) => {}
+                    Err(error) => tracing::error!(error = %format!("{error:#}"), "cannot renew the server certificate"),
+                }
+            }
+            Source::Files { files, seen } => {
+                let now = stamp(files);
+                let mut seen = match seen.lock() {
+                    Ok(seen) => seen,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                if now.is_none() || now == *seen {
+                    return;
+                }
+                match files.load() {
+                    Ok(key) => {
+                        tracing::info!("reloaded the TLS certificate from its files");
+                        self.certificate.replace(key);
+                        *seen = now;
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %format!("{error:#}"), "the changed certificate files cannot be used yet; still serving the previous certificate");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls [`Tls::refresh`] every `interval` until `stop` is cancelled.
+    pub async fn maintain(self: Arc<Self>, interval: Duration, stop: tokio_util::sync::CancellationToken) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {
+                    let tls = Arc::clone(&self);
+                    // Key generation and file reads are blocking work.
+                    if let Err(error) = tokio::task::spawn_blocking(move || tls.refresh()).await {
+                        tracing::error!(%error, "certificate maintenance failed");
+                    }
+                }
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// The default maintenance interval.
+    pub fn maintenance_interval() -> Duration {
+        MAINTENANCE_INTERVAL
     }
 }
 
