@@ -26,6 +26,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+pub mod acme;
 pub mod local_ca;
 
 /// How long a client may take to finish the TLS handshake before the connection is dropped.
@@ -133,11 +134,6 @@ impl CertificateResolver {
         }
     }
 
-    /// The certificate chain served now (leaf first).
-    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
-        self.current_key().cert.clone()
-    }
-
     fn current_key(&self) -> Arc<CertifiedKey> {
         match self.current.read() {
             Ok(current) => Arc::clone(&current),
@@ -161,8 +157,6 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 pub struct Tls {
     /// The configuration every connection is accepted with.
     pub server_config: Arc<ServerConfig>,
-    /// The resolver holding the served certificate.
-    pub certificate: Arc<CertificateResolver>,
     /// The local CA, in the default mode.
     pub local_ca: Option<Arc<local_ca::LocalCa>>,
     source: Source,
@@ -176,8 +170,9 @@ impl std::fmt::Debug for Tls {
 
 #[derive(Debug)]
 enum Source {
-    LocalCa { hosts: Vec<String> },
-    Files { files: CertificateFiles, seen: std::sync::Mutex<Option<FileStamp>> },
+    LocalCa { hosts: Vec<String>, certificate: Arc<CertificateResolver> },
+    Files { files: CertificateFiles, seen: std::sync::Mutex<Option<FileStamp>>, certificate: Arc<CertificateResolver> },
+    Acme(acme::Acme),
 }
 
 /// What tells that a certificate file changed: its length and modification time, for both.
@@ -198,10 +193,9 @@ impl Tls {
                 let (key, _) = ca.server_certificate(&local_ca::ServerNames::of_this_machine(hosts))?;
                 let certificate = Arc::new(CertificateResolver::new(key));
                 Ok(Some(Tls {
-                    server_config: server_config(certificate.clone())?,
-                    certificate,
+                    server_config: server_config(certificate.clone(), false)?,
                     local_ca: Some(Arc::new(ca)),
-                    source: Source::LocalCa { hosts: hosts.clone() },
+                    source: Source::LocalCa { hosts: hosts.clone(), certificate },
                 }))
             }
             crate::TlsSetting::Files { cert, key } => {
@@ -209,13 +203,25 @@ impl Tls {
                 let seen = stamp(&files);
                 let certificate = Arc::new(CertificateResolver::new(files.load()?));
                 Ok(Some(Tls {
-                    server_config: server_config(certificate.clone())?,
-                    certificate,
+                    server_config: server_config(certificate.clone(), false)?,
                     local_ca: None,
-                    source: Source::Files { files, seen: std::sync::Mutex::new(seen) },
+                    source: Source::Files { files, seen: std::sync::Mutex::new(seen), certificate },
                 }))
             }
-            crate::TlsSetting::Acme { .. } => bail!("ACME is not available in this build"),
+            crate::TlsSetting::Acme { domains, email, directory, directory_ca } => {
+                let acme = acme::Acme::new(&acme::AcmeSettings {
+                    domains: domains.clone(),
+                    email: email.clone(),
+                    directory: directory.clone(),
+                    directory_ca: directory_ca.clone(),
+                    cache_dir: data_dir.join("tls").join("acme"),
+                })?;
+                Ok(Some(Tls {
+                    server_config: server_config(acme.resolver(), true)?,
+                    local_ca: None,
+                    source: Source::Acme(acme),
+                }))
+            }
         }
     }
 
@@ -224,18 +230,20 @@ impl Tls {
     /// that cannot be loaded (half written, say) keeps the old certificate in service.
     pub fn refresh(&self) {
         match &self.source {
-            Source::LocalCa { hosts } => {
+            Source::LocalCa { hosts, certificate } => {
                 let Some(ca) = &self.local_ca else { return };
                 match ca.server_certificate(&local_ca::ServerNames::of_this_machine(hosts)) {
                     Ok((key, true)) => {
                         tracing::info!("issued a new server certificate from the local CA");
-                        self.certificate.replace(key);
+                        certificate.replace(key);
                     }
                     Ok((_, false)) => {}
                     Err(error) => tracing::error!(error = %format!("{error:#}"), "cannot renew the server certificate"),
                 }
             }
-            Source::Files { files, seen } => {
+            // The ACME client renews on its own schedule (see `maintain`).
+            Source::Acme(_) => {}
+            Source::Files { files, seen, certificate } => {
                 let now = stamp(files);
                 let mut seen = match seen.lock() {
                     Ok(seen) => seen,
@@ -247,7 +255,7 @@ impl Tls {
                 match files.load() {
                     Ok(key) => {
                         tracing::info!("reloaded the TLS certificate from its files");
-                        self.certificate.replace(key);
+                        certificate.replace(key);
                         *seen = now;
                     }
                     Err(error) => {
@@ -260,6 +268,9 @@ impl Tls {
 
     /// Calls [`Tls::refresh`] every `interval` until `stop` is cancelled.
     pub async fn maintain(self: Arc<Self>, interval: Duration, stop: tokio_util::sync::CancellationToken) {
+        if let Source::Acme(acme) = &self.source {
+            return acme.drive(stop).await;
+        }
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -282,14 +293,18 @@ impl Tls {
     }
 }
 
-/// The server's TLS configuration: TLS 1.3 and 1.2, forward-secret suites, HTTP/2 and 1.1.
-pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<ServerConfig>> {
+/// The server's TLS configuration: TLS 1.3 and 1.2, forward-secret suites, HTTP/2 and 1.1 (and
+/// ACME's validation protocol when the certificate comes from ACME).
+pub fn server_config(resolver: Arc<dyn ResolvesServerCert>, acme_validation: bool) -> Result<Arc<ServerConfig>> {
     let mut config = ServerConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .context("the TLS library refused the protocol versions")?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if acme_validation {
+        config.alpn_protocols.push(acme::ACME_TLS_ALPN.to_vec());
+    }
     Ok(Arc::new(config))
 }
 
@@ -335,6 +350,10 @@ pub async fn serve(
                     return;
                 }
             };
+            if tls.get_ref().1.alpn_protocol() == Some(acme::ACME_TLS_ALPN) {
+                // An ACME validator: the handshake was the whole exchange.
+                return;
+            }
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
             if let Err(error) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%peer, %error, "connection ended with an error");

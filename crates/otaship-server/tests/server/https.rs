@@ -287,3 +287,127 @@ async fn openssl_sees_tls_1_2_and_1_3_with_ecdhe_only() {
     }
     server.stop().await;
 }
+
+/// A child process killed when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acme_gets_a_certificate_from_pebble_and_serves_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Pebble's own HTTPS (its directory) uses a throwaway CA that otaship is told to trust.
+    let (pebble_cert, pebble_key, pebble_ca) = write_test_certificate(dir.path());
+    let pebble_ca_file = dir.path().join("pebble-ca.pem");
+    std::fs::write(&pebble_ca_file, &pebble_ca).expect("write");
+    let [https_port, acme_port, management_port, dns_port, dns_management_port] =
+        [free_port(), free_port(), free_port(), free_port(), free_port()];
+    let config = serde_json::json!({ "pebble": {
+        "listenAddress": format!("127.0.0.1:{acme_port}"),
+        "managementListenAddress": format!("127.0.0.1:{management_port}"),
+        "certificate": pebble_cert, "privateKey": pebble_key,
+        "httpPort": free_port(), "tlsPort": https_port,
+        "ocspResponderURL": "", "externalAccountBindingRequired": false,
+    }});
+    let config_file = dir.path().join("pebble.json");
+    std::fs::write(&config_file, config.to_string()).expect("write");
+    let spawn = |command: &mut Command| {
+        Child(
+            command
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("pebble is installed (scripts/test installs the Debian package pebble)"),
+        )
+    };
+    // A DNS server that answers 127.0.0.1 for every name (and no IPv6).
+    let _dns = spawn(Command::new("pebble-challtestsrv").args([
+        "-dns01",
+        &format!("127.0.0.1:{dns_port}"),
+        "-http01",
+        "",
+        "-https01",
+        "",
+        "-tlsalpn01",
+        "",
+        "-defaultIPv6",
+        "",
+        "-management",
+        &format!("127.0.0.1:{dns_management_port}"),
+    ]));
+    let _pebble = spawn(
+        Command::new("pebble")
+            .args(["-config", config_file.to_str().expect("utf-8"), "-dnsserver", &format!("127.0.0.1:{dns_port}")])
+            // No random sleeps before validation, no randomly refused nonces: a test wants speed
+            // and a verdict, not Pebble's chaos.
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0"),
+    );
+    let trusting_pebble = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pebble_ca.as_bytes()).expect("CA")])
+        .build()
+        .expect("client");
+    let directory = format!("https://127.0.0.1:{acme_port}/dir");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while trusting_pebble.get(&directory).send().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "pebble did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let mut server = Server::start_with(ServeArgs {
+        listen: Some(format!("127.0.0.1:{https_port}")),
+        acme_domains: vec!["ota.test".into()],
+        acme_email: Some("ops@ota.test".into()),
+        acme_directory: Some(directory),
+        acme_ca_cert: Some(pebble_ca_file),
+        ..ServeArgs::default()
+    })
+    .await;
+    assert!(matches!(server.state.config.tls, otaship_server::TlsSetting::Acme { .. }));
+    let root = trusting_pebble
+        .get(format!("https://127.0.0.1:{management_port}/roots/0"))
+        .send()
+        .await
+        .expect("pebble's root")
+        .text()
+        .await
+        .expect("PEM");
+    let device = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(root.as_bytes()).expect("root")])
+        .resolve("ota.test", std::net::SocketAddr::from(([127, 0, 0, 1], https_port)))
+        .tls_info(true)
+        .build()
+        .expect("client");
+    let url = format!("https://ota.test:{https_port}/healthz");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let response = loop {
+        match device.get(&url).send().await {
+            Ok(response) => break response,
+            Err(error) => {
+                assert!(std::time::Instant::now() < deadline, "no certificate from pebble in time: {error:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(response.status(), StatusCode::OK);
+    let leaf = response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .expect("leaf")
+        .to_vec();
+    let (_, leaf) = x509_parser::parse_x509_certificate(&leaf).expect("certificate");
+    let names = leaf.subject_alternative_name().expect("SAN").expect("SAN").value.general_names.clone();
+    assert!(names.iter().any(|name| matches!(name, x509_parser::extensions::GeneralName::DNSName("ota.test"))));
+    assert!(server.data_dir.path().join("tls/acme").read_dir().expect("cache").next().is_some(), "cached");
+    server.stop().await;
+}

@@ -29,7 +29,9 @@ impl Server {
     pub async fn start_with(mut args: ServeArgs) -> Server {
         let data_dir = tempfile::tempdir().expect("tempdir");
         args.data_dir = Some(data_dir.path().to_owned());
-        args.listen = Some("127.0.0.1:0".into());
+        if args.listen.is_none() {
+            args.listen = Some("127.0.0.1:0".into());
+        }
         // Plain HTTP unless a test asks for a TLS mode: most tests are about other things.
         if args.tls.is_none() && args.tls_cert.is_none() && args.acme_domains.is_empty() {
             args.tls = Some("off".into());
