@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod self_check;
 pub mod storage;
 pub mod tls;
 pub mod tokens;
@@ -17,6 +18,7 @@ pub mod tokens;
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
@@ -39,6 +41,8 @@ pub struct AppState {
     pub tls: Option<Arc<tls::Tls>>,
     /// The addresses actually bound (the configured ones may say port 0).
     pub bound: Arc<std::sync::OnceLock<BoundAddresses>>,
+    /// The latest self-check.
+    pub self_check: Arc<std::sync::RwLock<Option<self_check::SelfCheck>>>,
 }
 
 /// Where the server really listens.
@@ -51,6 +55,13 @@ pub struct BoundAddresses {
 }
 
 impl AppState {
+    /// The base URL devices use (`--public-url`, else this machine's reachable address), once
+    /// the server listens.
+    pub fn device_base_url(&self) -> Option<String> {
+        let bound = self.bound.get()?;
+        Some(StartupUrls::new(self, bound.main, bound.http_helper).web.trim_end_matches('/').to_owned())
+    }
+
     /// The HTTPS (or, with `--tls off`, HTTP) port.
     pub fn main_port(&self) -> u16 {
         self.bound.get().map_or(self.config.listen.port(), |bound| bound.main.port())
@@ -77,6 +88,7 @@ impl AppState {
             db,
             tls,
             bound: Arc::default(),
+            self_check: Arc::default(),
         };
         ingest::reconcile(&state).await.context("cannot clean up the data directory")?;
         Ok(state)
@@ -189,6 +201,25 @@ pub async fn serve(
     });
     if let Some(tls) = &state.tls {
         tokio::spawn(Arc::clone(tls).maintain(tls::Tls::maintenance_interval(), stop.clone()));
+    }
+    {
+        // Look at ourselves as a device would, once serving, then now and again.
+        let state = state.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let Some(base) = state.device_base_url() else { return };
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    () = stop.cancelled() => return,
+                }
+                self_check::run(&state, &base).await;
+                tokio::select! {
+                    () = tokio::time::sleep(self_check::INTERVAL) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
     }
     let helper = listeners.http_helper.map(|listener| {
         let router = http::helper_router(state.clone());

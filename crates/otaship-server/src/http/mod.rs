@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/upload", post(ui::upload))
         .route("/apps/{bundle_id}", get(ui::app_page))
         .route("/builds/{id}/delete", post(ui::delete_build))
+        .route("/admin/health", get(ui::health_page).post(ui::health_recheck))
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(trust::https_routes())
         // Uploads stream to disk under their own limit (--max-upload-size); no body is ever

@@ -420,3 +420,80 @@ mod tests {
         );
     }
 }
+
+/// One finding as the health page shows it.
+struct FindingView {
+    severity: &'static str,
+    code: &'static str,
+    message: String,
+    fix: String,
+}
+
+#[derive(Template)]
+#[template(path = "health.html")]
+struct HealthPage {
+    signed_in_as: String,
+    csrf: String,
+    insecure: bool,
+    url: Option<String>,
+    checked_at: Option<String>,
+    findings: Vec<FindingView>,
+    errors: usize,
+    warnings: usize,
+}
+
+/// `GET /admin/health`: the latest self-check, as a device sees this server.
+pub async fn health_page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
+    let session = match Session::require(&state, &headers).await {
+        Ok(session) => session,
+        Err(response) => return Ok(response),
+    };
+    let latest = crate::self_check::latest(&state);
+    let findings: Vec<FindingView> = latest
+        .as_ref()
+        .map(|check| {
+            let mut findings: Vec<&otaship_doctor::Finding> = check.findings.iter().collect();
+            findings.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
+            findings
+                .into_iter()
+                .map(|finding| FindingView {
+                    severity: match finding.severity {
+                        otaship_doctor::Severity::Error => "error",
+                        otaship_doctor::Severity::Warning => "warning",
+                        otaship_doctor::Severity::Info => "info",
+                    },
+                    code: finding.code,
+                    message: finding.message.clone(),
+                    fix: finding.fix.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    private_page(&HealthPage {
+        signed_in_as: session.row.token_name,
+        csrf: session.row.csrf_token,
+        insecure: is_insecure(&state, &headers),
+        url: latest.as_ref().map(|check| check.url.clone()),
+        checked_at: latest.as_ref().map(|check| crate::db::timestamp(check.checked_at).replace('T', " ")),
+        errors: findings.iter().filter(|finding| finding.severity == "error").count(),
+        warnings: findings.iter().filter(|finding| finding.severity == "warning").count(),
+        findings,
+    })
+}
+
+/// `POST /admin/health`: check again now.
+pub async fn health_recheck(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    let session = match Session::require(&state, &headers).await {
+        Ok(session) => session,
+        Err(response) => return Ok(response),
+    };
+    session.check_request(&state, &headers, Some(&form.csrf))?;
+    if let Some(base) = state.device_base_url() {
+        crate::self_check::run(&state, &base).await;
+    }
+    Ok(Redirect::to("/admin/health").into_response())
+}

@@ -411,3 +411,67 @@ async fn acme_gets_a_certificate_from_pebble_and_serves_it() {
     assert!(server.data_dir.path().join("tls/acme").read_dir().expect("cache").next().is_some(), "cached");
     server.stop().await;
 }
+
+fn codes(check: &otaship_server::self_check::SelfCheck) -> Vec<&'static str> {
+    check.findings.iter().map(|finding| finding.code).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_self_check_sees_the_server_as_a_device_does() {
+    // The local CA: trusted by devices that followed onboarding, so no error; the loopback
+    // address is worth a warning (a phone cannot reach it).
+    let mut server = Server::start_with(ServeArgs { tls: Some("local-ca".into()), ..ServeArgs::default() }).await;
+    let base = server.state.device_base_url().expect("listening");
+    let check = otaship_server::self_check::run(&server.state, &base).await;
+    let found = codes(&check);
+    assert!(
+        found.contains(&"tls-ok") && found.contains(&"public-url-loopback") && found.contains(&"no-builds"),
+        "{found:?}"
+    );
+    assert!(!otaship_doctor::has_errors(&check.findings), "{:?}", check.findings);
+    let far = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(4_102_444_800);
+    let ipa = IpaBuilder::new("com.example.checked")
+        .profile(profile_plist("TEAM.com.example.checked", Some(&["00008030-001544522E60802E"]), false, false, far))
+        .to_bytes();
+    assert_eq!(server.upload(ipa).await.status(), StatusCode::CREATED);
+    let check = otaship_server::self_check::run(&server.state, &base).await;
+    assert!(codes(&check).contains(&"manifest-ok"), "{:?}", check.findings);
+    server.stop().await;
+
+    // Your own certificate without serverAuth, from a CA devices were not given: both said.
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (cert, key, ca_pem) = write_test_certificate(certs.path());
+    let mut server =
+        Server::start_with(ServeArgs { tls_cert: Some(cert), tls_key: Some(key), ..ServeArgs::default() }).await;
+    server.trusted_ca = Some(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA"));
+    let base = server.state.device_base_url().expect("listening");
+    let check = otaship_server::self_check::run(&server.state, &base).await;
+    let found = codes(&check);
+    assert!(found.contains(&"tls-no-server-auth") && found.contains(&"tls-untrusted"), "{found:?}");
+
+    // The health page shows it to a signed-in uploader.
+    let client = reqwest::Client::builder()
+        .tls_certs_only([server.trusted_ca.clone().expect("CA")])
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let signed_in = client
+        .post(format!("{}/signin", server.base))
+        .form(&[("token", server.token.as_str())])
+        .send()
+        .await
+        .expect("sign in");
+    let cookie =
+        signed_in.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_owned();
+    let page = client.get(format!("{}/admin/health", server.base)).header("cookie", cookie).send().await.expect("page");
+    let html = page.text().await.expect("html");
+    assert!(html.contains("tls-no-server-auth") && html.contains("will stop installs"), "{html}");
+    server.stop().await;
+
+    // Plain HTTP with no HTTPS URL for devices: an error, said plainly.
+    let mut server = Server::start().await;
+    let base = server.state.device_base_url().expect("listening");
+    let check = otaship_server::self_check::run(&server.state, &base).await;
+    assert!(codes(&check).contains(&"public-url-not-https"), "{:?}", check.findings);
+    server.stop().await;
+}
