@@ -24,6 +24,8 @@ enum Command {
     Token(cli::serve::TokenArgs),
     /// Read an .ipa or a provisioning profile and say what it is and whether it will install.
     Inspect(cli::inspect::InspectArgs),
+    /// Say why an install link (page, itms-services link, manifest, .ipa) fails, and how to fix it.
+    Doctor(cli::doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +34,8 @@ fn main() -> ExitCode {
         Command::Serve(serve) => cli::serve::serve(&serve),
         Command::Token(token) => cli::serve::token(&token),
         Command::Inspect(inspect) => cli::inspect::run(&inspect),
+        // The doctor's exit codes are its verdict, not only success or failure.
+        Command::Doctor(doctor) => return cli::doctor::run(&doctor),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 //! Exit codes (documented in the README): 0 success; 1 the command could not do its job
 //! (unreadable file, unwritable output); 2 the input was refused (with a stable error code).
 
+pub mod doctor;
 pub mod inspect;
 pub mod serve;
 

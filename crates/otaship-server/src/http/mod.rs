@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/health", get(ui::health_page).post(ui::health_recheck))
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(trust::https_routes())
+        .layer(axum::middleware::map_request(host_from_authority))
         // Uploads stream to disk under their own limit (--max-upload-size); no body is ever
         // buffered whole, so axum's default 2 MB buffer limit does not apply.
         .layer(DefaultBodyLimit::disable())
@@ -55,6 +56,19 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("frame-ancestors 'none'"),
         ))
         .with_state(state)
+}
+
+/// HTTP/2 carries the host in the `:authority` pseudo-header, which lands in the request URI, not
+/// in a `Host` header; every URL the server writes is built from `Host`, so it is filled in here.
+/// (Safari speaks HTTP/2 to any HTTPS server that offers it.)
+pub async fn host_from_authority(mut request: axum::extract::Request) -> axum::extract::Request {
+    if !request.headers().contains_key(header::HOST)
+        && let Some(value) =
+            request.uri().authority().and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+    {
+        request.headers_mut().insert(header::HOST, value);
+    }
+    request
 }
 
 /// The base of absolute URLs for this request: `--public-url`, else the request's Host (and,

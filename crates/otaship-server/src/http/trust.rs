@@ -29,6 +29,7 @@ pub fn helper_router(state: AppState) -> Router {
         .route(CERTIFICATE_PATH, get(certificate))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(to_https)
+        .layer(axum::middleware::map_request(super::host_from_authority))
         .layer(axum::Extension(ViaHelper))
         .with_state(state)
 }
