@@ -5,6 +5,8 @@
 //!   wall time and exactly how many bytes the reader asked of the file.
 //! - `otaship-bench hostile-corpus DIR`: writes the hostile archives that `bench/inspect`
 //!   feeds to the real binary to measure its time and peak memory on each.
+//! - `otaship-bench make-ipa PATH`: writes the same 1 GiB `.ipa` to `PATH`, for `bench/serve`
+//!   to upload and download.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -26,7 +28,13 @@ fn main() -> Result<()> {
             let dir = args.get(1).context("usage: otaship-bench hostile-corpus DIR")?;
             hostile_corpus(Path::new(dir))
         }
-        _ => bail!("usage: otaship-bench inspect [DIR] | hostile-corpus DIR"),
+        Some("make-ipa") => {
+            let path = args.get(1).context("usage: otaship-bench make-ipa PATH")?;
+            let size = large_app().zip().write_to(BufWriter::new(File::create(path).context("create the .ipa")?))?;
+            println!("wrote {path} ({size} bytes)");
+            Ok(())
+        }
+        _ => bail!("usage: otaship-bench inspect [DIR] | hostile-corpus DIR | make-ipa PATH"),
     }
 }
 

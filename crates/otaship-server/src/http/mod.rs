@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/apps/{bundle_id}", get(ui::app_page))
         .route("/builds/{id}/delete", post(ui::delete_build))
         .route("/admin/health", get(ui::health_page).post(ui::health_recheck))
+        .route("/admin/diagnose", get(ui::diagnose_page).post(ui::diagnose_run))
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(trust::https_routes())
         .layer(axum::middleware::map_request(host_from_authority))

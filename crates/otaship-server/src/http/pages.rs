@@ -2,6 +2,9 @@
 //! depends on a cookie: the installer fetches without the browser's cookies, so the unguessable
 //! install token in the path is the only key.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -96,7 +99,7 @@ impl BuildView {
 #[template(path = "install.html")]
 struct InstallPage {
     b: BuildView,
-    qr_svg: String,
+    qr_svg: Arc<str>,
     /// The local CA's onboarding page, for devices that do not trust the server yet.
     trust_url: Option<String>,
     /// The page was served over plain HTTP, from which iOS never installs.
@@ -129,11 +132,31 @@ pub async fn install_page(
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
 }
 
+/// QR codes drawn so far, by text. Drawing one costs about half a millisecond (mask selection),
+/// more than the rest of the install page; the page is requested far more often than new
+/// builds appear.
+static QR_CODES: std::sync::LazyLock<std::sync::Mutex<HashMap<String, Arc<str>>>> =
+    std::sync::LazyLock::new(Default::default);
+/// Codes kept before the cache starts over (an entry is about 10 KB).
+const QR_CACHE_ENTRIES: usize = 4096;
+
 /// A QR code of `text` as inline SVG.
-pub fn qr_svg(text: &str) -> Result<String, ApiError> {
-    qrcode::QrCode::new(text.as_bytes())
+pub fn qr_svg(text: &str) -> Result<Arc<str>, ApiError> {
+    let cached = |codes: &HashMap<String, Arc<str>>| codes.get(text).cloned();
+    if let Some(svg) = QR_CODES.lock().ok().as_deref().and_then(cached) {
+        return Ok(svg);
+    }
+    let svg: Arc<str> = qrcode::QrCode::new(text.as_bytes())
         .map(|code| code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(180, 180).quiet_zone(true).build())
-        .map_err(ApiError::internal)
+        .map_err(ApiError::internal)?
+        .into();
+    if let Ok(mut codes) = QR_CODES.lock() {
+        if codes.len() >= QR_CACHE_ENTRIES {
+            codes.clear();
+        }
+        codes.insert(text.to_owned(), Arc::clone(&svg));
+    }
+    Ok(svg)
 }
 
 /// `GET /i/{token}/manifest.plist`: written with a plist serializer, never a template.

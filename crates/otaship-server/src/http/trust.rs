@@ -88,7 +88,7 @@ struct OnboardingPage {
     profile_url: String,
     certificate_url: String,
     https_url: String,
-    qr_svg: String,
+    qr_svg: std::sync::Arc<str>,
     insecure: bool,
 }
 

@@ -305,7 +305,7 @@ struct AppPage {
     name: String,
     bundle_id: String,
     builds: Vec<BuildView>,
-    latest_qr: Option<String>,
+    latest_qr: Option<std::sync::Arc<str>>,
     page: u64,
     pages: u64,
     total: u64,
@@ -429,6 +429,25 @@ struct FindingView {
     fix: String,
 }
 
+/// Findings worst first, as the pages show them.
+fn finding_views(findings: &[otaship_doctor::Finding]) -> Vec<FindingView> {
+    let mut sorted: Vec<&otaship_doctor::Finding> = findings.iter().collect();
+    sorted.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
+    sorted
+        .into_iter()
+        .map(|finding| FindingView {
+            severity: match finding.severity {
+                otaship_doctor::Severity::Error => "error",
+                otaship_doctor::Severity::Warning => "warning",
+                otaship_doctor::Severity::Info => "info",
+            },
+            code: finding.code,
+            message: finding.message.clone(),
+            fix: finding.fix.clone(),
+        })
+        .collect()
+}
+
 #[derive(Template)]
 #[template(path = "health.html")]
 struct HealthPage {
@@ -449,26 +468,7 @@ pub async fn health_page(State(state): State<AppState>, headers: HeaderMap) -> R
         Err(response) => return Ok(response),
     };
     let latest = crate::self_check::latest(&state);
-    let findings: Vec<FindingView> = latest
-        .as_ref()
-        .map(|check| {
-            let mut findings: Vec<&otaship_doctor::Finding> = check.findings.iter().collect();
-            findings.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
-            findings
-                .into_iter()
-                .map(|finding| FindingView {
-                    severity: match finding.severity {
-                        otaship_doctor::Severity::Error => "error",
-                        otaship_doctor::Severity::Warning => "warning",
-                        otaship_doctor::Severity::Info => "info",
-                    },
-                    code: finding.code,
-                    message: finding.message.clone(),
-                    fix: finding.fix.clone(),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let findings = latest.as_ref().map(|check| finding_views(&check.findings)).unwrap_or_default();
     private_page(&HealthPage {
         signed_in_as: session.row.token_name,
         csrf: session.row.csrf_token,
@@ -496,4 +496,115 @@ pub async fn health_recheck(
         crate::self_check::run(&state, &base).await;
     }
     Ok(Redirect::to("/admin/health").into_response())
+}
+
+#[derive(Template)]
+#[template(path = "diagnose.html")]
+struct DiagnosePage {
+    signed_in_as: String,
+    csrf: String,
+    insecure: bool,
+    target: String,
+    udid: String,
+    ios: String,
+    ran: bool,
+    error: Option<String>,
+    findings: Vec<FindingView>,
+    errors: usize,
+    manifest_url: Option<String>,
+    package_url: Option<String>,
+    bytes: u64,
+}
+
+/// The Diagnose form.
+#[derive(Deserialize, Default)]
+pub struct DiagnoseForm {
+    csrf: String,
+    target: String,
+    #[serde(default)]
+    udid: String,
+    #[serde(default)]
+    ios: String,
+}
+
+/// `GET /admin/diagnose`: the doctor for any install link, from the server's point of view.
+pub async fn diagnose_page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
+    let session = match Session::require(&state, &headers).await {
+        Ok(session) => session,
+        Err(response) => return Ok(response),
+    };
+    private_page(&DiagnosePage {
+        signed_in_as: session.row.token_name,
+        csrf: session.row.csrf_token,
+        insecure: is_insecure(&state, &headers),
+        target: String::new(),
+        udid: String::new(),
+        ios: String::new(),
+        ran: false,
+        error: None,
+        findings: Vec::new(),
+        errors: 0,
+        manifest_url: None,
+        package_url: None,
+        bytes: 0,
+    })
+}
+
+/// `POST /admin/diagnose`: runs the doctor on a URL or link (never on a local path).
+pub async fn diagnose_run(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<DiagnoseForm>,
+) -> Result<Response, PageError> {
+    let session = match Session::require(&state, &headers).await {
+        Ok(session) => session,
+        Err(response) => return Ok(response),
+    };
+    session.check_request(&state, &headers, Some(&form.csrf))?;
+    let target = form.target.trim().to_owned();
+    let lower = target.to_ascii_lowercase();
+    let mut page = DiagnosePage {
+        signed_in_as: session.row.token_name,
+        csrf: session.row.csrf_token,
+        insecure: is_insecure(&state, &headers),
+        target: target.clone(),
+        udid: form.udid.trim().to_owned(),
+        ios: form.ios.trim().to_owned(),
+        ran: true,
+        error: None,
+        findings: Vec::new(),
+        errors: 0,
+        manifest_url: None,
+        package_url: None,
+        bytes: 0,
+    };
+    // Files on the server are not the uploader's business: only URLs and links.
+    if !(lower.starts_with("https://") || lower.starts_with("http://") || lower.contains("itms-services:")) {
+        page.error = Some("Give an install page URL, an itms-services:// link or a manifest URL.".to_owned());
+        return private_page(&page);
+    }
+    let mut options = otaship_doctor::Options::default();
+    if let Some(ca) = state.tls.as_ref().and_then(|tls| tls.local_ca.as_ref()) {
+        options.extra_roots.push(rustls_pki_types::CertificateDer::from(ca.ca_der().to_vec()));
+    }
+    let request = otaship_doctor::Request {
+        target,
+        options,
+        device: otaship_doctor::package::DeviceFacts {
+            udid: Some(page.udid.clone()).filter(|udid| !udid.is_empty()),
+            ios: Some(page.ios.clone()).filter(|ios| !ios.is_empty()),
+        },
+        full: false,
+    };
+    match otaship_doctor::diagnose(&request).await {
+        Ok(report) => {
+            page.findings = finding_views(&report.findings);
+            page.errors = page.findings.iter().filter(|finding| finding.severity == "error").count();
+            page.manifest_url = report.manifest_url;
+            page.package_url = report.package_url;
+            page.bytes = report.bytes_transferred;
+        }
+        Err(error) => page.error = Some(error.to_string()),
+    }
+    private_page(&page)
 }

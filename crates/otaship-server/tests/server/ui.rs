@@ -234,3 +234,32 @@ async fn over_https_the_session_cookie_is_secure() {
     assert!(cookie.ends_with("; Secure"), "{cookie}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_diagnose_page_runs_the_doctor_on_any_link() {
+    let mut server = Server::start().await;
+    let mut browser = Browser::new(&server);
+    browser.sign_in(&server.token.clone()).await;
+    let csrf = browser.csrf().await;
+    let build: Value = browser
+        .upload(IpaBuilder::new("com.example.diagnosed").to_bytes(), "", &csrf, true)
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let install_url = build["install_url"].as_str().expect("url").to_owned();
+    assert_eq!(browser.get("/admin/diagnose").await.status(), StatusCode::OK);
+    let forged = browser.post_form("/admin/diagnose", &[("csrf", "no"), ("target", &install_url)], None).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let page = browser.post_form("/admin/diagnose", &[("csrf", &csrf), ("target", &install_url)], None).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.expect("html");
+    // This test server speaks plain HTTP on loopback: exactly what an iPhone cannot use.
+    for code in ["manifest-not-https", "manifest-url-local", "unsigned"] {
+        assert!(html.contains(code), "{code} in {html}");
+    }
+    assert!(html.contains("will stop the install"), "{html}");
+    let local = browser.post_form("/admin/diagnose", &[("csrf", &csrf), ("target", "/etc/passwd")], None).await;
+    assert!(local.text().await.expect("html").contains("Give an install page URL"), "no local files");
+    server.stop().await;
+}
