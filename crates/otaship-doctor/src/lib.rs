@@ -322,9 +322,10 @@ async fn check_manifest_chain(
 ) {
     tls_for(manifest_url, request, report).await;
     let (findings, seen) = manifest::check_url(manifest_url, &request.options).await;
-    // check_manifest_url already judged the URL's scheme for links; keep one finding of a kind.
+    // The link check may already have judged the manifest URL (its scheme, say): one finding of
+    // a kind is enough.
     for finding in findings {
-        if !report.findings.iter().any(|known| known.code == finding.code && known.message == finding.message) {
+        if !report.findings.iter().any(|known| known.code == finding.code) {
             report.findings.push(finding);
         }
     }
@@ -333,7 +334,8 @@ async fn check_manifest_chain(
         if host_and_port_of(package_url) != host_and_port_of(manifest_url) {
             tls_for(package_url, request, report).await;
         }
-        let (findings, inspection) = package::check_url(package_url, client, request.full, transferred).await;
+        let (findings, inspection) =
+            package::check_url(package_url, client, request.full, &seen.hashes, transferred).await;
         report.findings.extend(findings);
         if let Some(inspection) = inspection {
             report.findings.extend(package::judge(&inspection, seen.bundle_id.as_deref(), &request.device));

@@ -22,6 +22,48 @@ pub struct ManifestSeen {
     pub package_url: Option<String>,
     /// The `display-image` URL.
     pub display_image_url: Option<String>,
+    /// Hashes the package asset declares, checked with `--full`.
+    pub hashes: DeclaredHashes,
+}
+
+/// The hash keys of a `software-package` asset (spec §2.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeclaredHashes {
+    /// `md5`: of the whole file.
+    pub md5: Option<String>,
+    /// `md5-size` and `md5s`: per chunk.
+    pub md5_chunks: Option<(u64, Vec<String>)>,
+    /// `sha256`: of the whole file.
+    pub sha256: Option<String>,
+    /// `sha256-size` and `sha256s`: per chunk.
+    pub sha256_chunks: Option<(u64, Vec<String>)>,
+}
+
+impl DeclaredHashes {
+    /// Whether the manifest declares any hash.
+    pub fn any(&self) -> bool {
+        self.md5.is_some() || self.md5_chunks.is_some() || self.sha256.is_some() || self.sha256_chunks.is_some()
+    }
+}
+
+fn declared_hashes(asset: &Dictionary) -> DeclaredHashes {
+    let text = |key: &str| asset.get(key).and_then(Value::as_string).map(str::to_ascii_lowercase);
+    let chunks = |size: &str, list: &str| {
+        let size = asset.get(size).and_then(Value::as_unsigned_integer).filter(|size| *size > 0)?;
+        let hashes = asset
+            .get(list)?
+            .as_array()?
+            .iter()
+            .map(|hash| hash.as_string().map(str::to_ascii_lowercase))
+            .collect::<Option<Vec<_>>>()?;
+        Some((size, hashes))
+    };
+    DeclaredHashes {
+        md5: text("md5"),
+        md5_chunks: chunks("md5-size", "md5s"),
+        sha256: text("sha256"),
+        sha256_chunks: chunks("sha256-size", "sha256s"),
+    }
 }
 
 /// Fetches the manifest at `url` and checks it.
@@ -211,6 +253,14 @@ fn check_assets(item: &Dictionary, findings: &mut Vec<Finding>, seen: &mut Manif
         .filter(|asset| asset.get("kind").and_then(Value::as_string) == Some("software-package"))
         .filter_map(|asset| asset.get("url").and_then(Value::as_string))
         .collect();
+    if let [package] = assets
+        .iter()
+        .filter(|asset| asset.get("kind").and_then(Value::as_string) == Some("software-package"))
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        seen.hashes = declared_hashes(package);
+    }
     match packages.as_slice() {
         [url] => seen.package_url = Some((*url).to_owned()),
         [] => findings.push(Finding::error(

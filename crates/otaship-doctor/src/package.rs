@@ -127,6 +127,7 @@ pub async fn check_url(
     url: &str,
     client: &reqwest::Client,
     full: bool,
+    hashes: &crate::manifest::DeclaredHashes,
     transferred: &Arc<AtomicU64>,
 ) -> (Vec<Finding>, Option<Inspection>) {
     let mut findings = Vec::new();
@@ -185,14 +186,17 @@ pub async fn check_url(
             "Serve the .ipa with range support.",
         ));
     }
-    let inspection = match (length, ranges && !full) {
+    // The length to read ranges against is the identity length: a server that compresses on
+    // the fly announces the compressed one in HEAD.
+    let identity_length = if ranges && !full { identity_length(url, client, transferred).await } else { None };
+    let inspection = match (identity_length.or(length), ranges && !full) {
         (Some(length), true) => {
             let source = RemoteSource::new(client.clone(), url, length, Arc::clone(transferred));
             tokio::task::spawn_blocking(move || otaship_ipa::inspect_ipa(&source, &InspectOptions::default()))
                 .await
                 .map_err(|error| IpaError::Io(io::Error::other(error)))
         }
-        _ => download_and_inspect(url, client, transferred).await,
+        _ => download_and_inspect(url, client, hashes, &mut findings, transferred).await,
     };
     match inspection {
         Ok(Ok(inspection)) => (findings, Some(inspection)),
@@ -207,10 +211,26 @@ pub async fn check_url(
     }
 }
 
-/// Downloads the whole `.ipa` into memory-bounded temporary storage and inspects it.
+/// The file's full length from a one-byte identity range request (`Content-Range: bytes 0-0/N`).
+async fn identity_length(url: &str, client: &reqwest::Client, transferred: &Arc<AtomicU64>) -> Option<u64> {
+    let response = client.get(url).header(RANGE, "bytes=0-0").header(ACCEPT_ENCODING, "identity").send().await.ok()?;
+    if response.status() != reqwest::StatusCode::PARTIAL_CONTENT {
+        return None;
+    }
+    let total =
+        response.headers().get(CONTENT_RANGE)?.to_str().ok()?.strip_prefix("bytes 0-0/")?.parse::<u64>().ok()?;
+    let body = response.bytes().await.ok()?;
+    transferred.fetch_add(body.len() as u64, Ordering::Relaxed);
+    Some(total)
+}
+
+/// Downloads the whole `.ipa` to an anonymous temporary file (never into memory), checks the
+/// manifest's hashes on the way, and inspects it.
 async fn download_and_inspect(
     url: &str,
     client: &reqwest::Client,
+    hashes: &crate::manifest::DeclaredHashes,
+    findings: &mut Vec<Finding>,
     transferred: &Arc<AtomicU64>,
 ) -> Result<otaship_ipa::Result<Inspection>, IpaError> {
     use futures_util::StreamExt;
@@ -218,11 +238,14 @@ async fn download_and_inspect(
     let response = client.get(url).send().await.map_err(|error| IpaError::Io(io::Error::other(error)))?;
     let mut file = tempfile::tempfile().map_err(IpaError::Io)?;
     let mut body = response.bytes_stream();
+    let mut hasher = ChunkHasher::new(hashes);
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|error| IpaError::Io(io::Error::other(error)))?;
         transferred.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        hasher.update(&chunk);
         file.write_all(&chunk).map_err(IpaError::Io)?;
     }
+    findings.extend(hasher.finish(hashes));
     tokio::task::spawn_blocking(move || {
         let source = otaship_ipa::FileSource::new(file)?;
         Ok(otaship_ipa::inspect_ipa(&source, &InspectOptions::default()))
@@ -342,4 +365,126 @@ pub async fn check_image(url: &str, client: &reqwest::Client, transferred: &Arc<
         ));
     }
     findings
+}
+
+/// Computes what the manifest declares (whole-file and per-chunk MD5 and SHA-256) as the file
+/// streams by.
+struct ChunkHasher {
+    md5: Option<md5::Md5>,
+    sha256: Option<sha2::Sha256>,
+    md5_chunks: Option<(u64, u64, md5::Md5, Vec<String>)>,
+    sha256_chunks: Option<(u64, u64, sha2::Sha256, Vec<String>)>,
+}
+
+impl ChunkHasher {
+    fn new(hashes: &crate::manifest::DeclaredHashes) -> Self {
+        use sha2::Digest;
+        ChunkHasher {
+            md5: hashes.md5.as_ref().map(|_| md5::Md5::new()),
+            sha256: hashes.sha256.as_ref().map(|_| sha2::Sha256::new()),
+            md5_chunks: hashes.md5_chunks.as_ref().map(|(size, _)| (*size, 0, md5::Md5::new(), Vec::new())),
+            sha256_chunks: hashes.sha256_chunks.as_ref().map(|(size, _)| (*size, 0, sha2::Sha256::new(), Vec::new())),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest;
+        if let Some(md5) = &mut self.md5 {
+            md5.update(bytes);
+        }
+        if let Some(sha256) = &mut self.sha256 {
+            sha256.update(bytes);
+        }
+        if let Some((size, filled, hasher, done)) = &mut self.md5_chunks {
+            feed_chunks(bytes, *size, filled, hasher, done);
+        }
+        if let Some((size, filled, hasher, done)) = &mut self.sha256_chunks {
+            feed_chunks(bytes, *size, filled, hasher, done);
+        }
+    }
+
+    fn finish(self, declared: &crate::manifest::DeclaredHashes) -> Vec<Finding> {
+        use sha2::Digest;
+        let mut findings = Vec::new();
+        let mut compare = |kind: &str, expected: &str, actual: String| {
+            if expected != actual {
+                findings.push(Finding::error(
+                    "ipa-hash-mismatch",
+                    format!("The manifest's {kind} does not match the .ipa served (expected {expected}, got {actual})."),
+                    "Regenerate the manifest from the .ipa it points at, or drop the hash keys (TLS already protects the download).",
+                ));
+            }
+        };
+        if let (Some(hasher), Some(expected)) = (self.md5, &declared.md5) {
+            compare("md5", expected, hex(&hasher.finalize()));
+        }
+        if let (Some(hasher), Some(expected)) = (self.sha256, &declared.sha256) {
+            compare("sha256", expected, hex(&hasher.finalize()));
+        }
+        if let (Some((_, filled, hasher, mut done)), Some((_, expected))) = (self.md5_chunks, &declared.md5_chunks) {
+            if filled > 0 {
+                done.push(hex(&hasher.finalize()));
+            }
+            compare("md5s", &expected.join(","), done.join(","));
+        }
+        if let (Some((_, filled, hasher, mut done)), Some((_, expected))) =
+            (self.sha256_chunks, &declared.sha256_chunks)
+        {
+            if filled > 0 {
+                done.push(hex(&hasher.finalize()));
+            }
+            compare("sha256s", &expected.join(","), done.join(","));
+        }
+        findings
+    }
+}
+
+fn feed_chunks<D: sha2::Digest + Default>(
+    mut bytes: &[u8],
+    size: u64,
+    filled: &mut u64,
+    hasher: &mut D,
+    done: &mut Vec<String>,
+) {
+    while !bytes.is_empty() {
+        let room = usize::try_from(size - *filled).unwrap_or(usize::MAX);
+        let take = room.min(bytes.len());
+        hasher.update(&bytes[..take]);
+        *filled += take as u64;
+        bytes = &bytes[take..];
+        if *filled == size {
+            done.push(hex(&std::mem::take(hasher).finalize()));
+            *filled = 0;
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::DeclaredHashes;
+
+    #[test]
+    fn chunk_hashes_follow_the_declared_chunk_size_across_reads() {
+        let data: Vec<u8> = (0..25u32).flat_map(u32::to_le_bytes).collect();
+        let chunk_hex = |chunk: &[u8]| {
+            use sha2::Digest;
+            hex(&sha2::Sha256::digest(chunk))
+        };
+        let expected: Vec<String> = data.chunks(40).map(chunk_hex).collect();
+        let declared = DeclaredHashes { sha256_chunks: Some((40, expected)), ..DeclaredHashes::default() };
+        let mut hasher = ChunkHasher::new(&declared);
+        for piece in data.chunks(7) {
+            hasher.update(piece);
+        }
+        assert!(hasher.finish(&declared).is_empty());
+        let wrong = DeclaredHashes { sha256_chunks: Some((40, vec!["00".into()])), ..DeclaredHashes::default() };
+        let mut hasher = ChunkHasher::new(&wrong);
+        hasher.update(&data);
+        assert_eq!(hasher.finish(&wrong)[0].code, "ipa-hash-mismatch");
+    }
 }

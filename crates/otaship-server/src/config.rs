@@ -148,6 +148,18 @@ impl Config {
             Some(url) => Some(validate_public_url(&url)?),
             None => None,
         };
+        // The local CA's certificate must name the host devices are sent to.
+        let tls = match (tls, &public_url) {
+            (TlsSetting::LocalCa { mut hosts }, Some(url)) => {
+                if let Some(host) = url_host(url)
+                    && !hosts.iter().any(|known| known.eq_ignore_ascii_case(&host))
+                {
+                    hosts.push(host);
+                }
+                TlsSetting::LocalCa { hosts }
+            }
+            (tls, _) => tls,
+        };
         let insecure_http = args.insecure_http.or(file.insecure_http).unwrap_or(false);
         if let Some(url) = &public_url
             && url.starts_with("http://")
@@ -306,6 +318,16 @@ impl TlsSetting {
             ),
         }
     }
+}
+
+/// The host of a validated base URL, without port or IPv6 brackets.
+fn url_host(url: &str) -> Option<String> {
+    let authority = url.split_once("://")?.1.split('/').next()?;
+    let host = match authority.rfind(':') {
+        Some(colon) if !authority[colon..].contains(']') => &authority[..colon],
+        _ => authority,
+    };
+    Some(host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()).filter(|host| !host.is_empty())
 }
 
 fn parse_address(flag: &str, text: &str) -> Result<SocketAddr> {
