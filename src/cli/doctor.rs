@@ -134,7 +134,10 @@ fn print_text(report: &Report) -> std::io::Result<()> {
     let warnings = report.findings.iter().filter(|finding| finding.severity == Severity::Warning).count();
     let transferred = report.bytes_transferred;
     if errors == 0 {
-        writeln!(out, "verdict: installs can work ({warnings} warning(s)); {transferred} bytes transferred")
+        writeln!(
+            out,
+            "verdict: no problem found that stops the install ({warnings} warning(s)); {transferred} bytes transferred"
+        )
     } else {
         writeln!(
             out,
