@@ -320,14 +320,20 @@ impl TlsSetting {
     }
 }
 
-/// The host of a validated base URL, without port or IPv6 brackets.
+/// The host of a validated base URL, without port or IPv6 brackets, in lower case.
 fn url_host(url: &str) -> Option<String> {
+    let host = url_host_part(url)?;
+    Some(host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()).filter(|host| !host.is_empty())
+}
+
+/// The host of a URL as written in it (an IPv6 address keeps its brackets), without the port.
+pub fn url_host_part(url: &str) -> Option<&str> {
     let authority = url.split_once("://")?.1.split('/').next()?;
-    let host = match authority.rfind(':') {
+    Some(match authority.rfind(':') {
+        // A colon inside brackets belongs to an IPv6 address, not to a port.
         Some(colon) if !authority[colon..].contains(']') => &authority[..colon],
         _ => authority,
-    };
-    Some(host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()).filter(|host| !host.is_empty())
+    })
 }
 
 fn parse_address(flag: &str, text: &str) -> Result<SocketAddr> {

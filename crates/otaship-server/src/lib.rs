@@ -133,14 +133,7 @@ impl StartupUrls {
                 None => "localhost".to_owned(),
             }
         };
-        let public_host = state.config.public_url.as_ref().and_then(|url| {
-            let rest = url.split_once("://")?.1;
-            let authority = rest.split('/').next()?;
-            Some(match authority.rfind(':') {
-                Some(colon) if !authority[colon..].contains(']') => authority[..colon].to_owned(),
-                _ => authority.to_owned(),
-            })
-        });
+        let public_host = state.config.public_url.as_deref().and_then(config::url_host_part).map(str::to_owned);
         let scheme = if state.config.serves_https() { "https" } else { "http" };
         let web = match &state.config.public_url {
             Some(url) => format!("{url}/"),

@@ -104,14 +104,7 @@ pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
 /// the `Host` header (or, with `--trust-proxy`, `X-Forwarded-Host`).
 pub fn request_host(state: &AppState, headers: &HeaderMap) -> String {
     let base = base_url(state, headers);
-    let authority = base.split_once("://").map_or(base.as_str(), |(_, rest)| rest);
-    let authority = authority.split('/').next().unwrap_or(authority);
-    let host = match authority.rfind(':') {
-        // A colon inside brackets belongs to an IPv6 address, not to a port.
-        Some(colon) if !authority[colon..].contains(']') => &authority[..colon],
-        _ => authority,
-    };
-    host.to_owned()
+    crate::config::url_host_part(&base).unwrap_or("localhost").to_owned()
 }
 
 /// A Host value that cannot smuggle a path, query or credentials into generated URLs.

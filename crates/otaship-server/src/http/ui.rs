@@ -49,9 +49,15 @@ impl Session {
         let id_hash = tokens::hash(value);
         Ok(state.db.session(&id_hash).await?.map(|row| Session { id_hash, row }))
     }
+}
 
-    /// The session, or the answer that sends the browser to the sign-in page.
-    async fn require(state: &AppState, headers: &HeaderMap) -> Result<Session, Response> {
+/// Handlers that take a `Session` run only for a signed-in browser; anyone else is sent to the
+/// sign-in page (or, asking for JSON, told that the sign-in has ended).
+impl axum::extract::FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, Response> {
+        let headers = &parts.headers;
         match Session::from_headers(state, headers).await {
             Ok(Some(session)) => Ok(session),
             Ok(None) if wants_json(headers) => Err(ApiError::new(
@@ -64,7 +70,9 @@ impl Session {
             Err(error) => Err(PageError(error).into_response()),
         }
     }
+}
 
+impl Session {
     /// Refuses a state-changing request that does not prove it comes from this server's pages.
     fn check_request(&self, state: &AppState, headers: &HeaderMap, csrf: Option<&str>) -> Result<(), ApiError> {
         check_origin(state, headers)?;
@@ -228,13 +236,10 @@ pub struct CsrfForm {
 /// `POST /signout`.
 pub async fn signout(
     State(state): State<AppState>,
+    session: Session,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
-    let session = match Session::require(&state, &headers).await {
-        Ok(session) => session,
-        Err(response) => return Ok(response),
-    };
     session.check_request(&state, &headers, Some(&form.csrf))?;
     state.db.delete_session(&session.id_hash).await?;
     let secure = base_url(&state, &headers).starts_with("https://");
@@ -262,11 +267,7 @@ struct AppsPage {
 }
 
 /// `GET /`: the apps with their latest build, and the upload form.
-pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
-    let session = match Session::require(&state, &headers).await {
-        Ok(session) => session,
-        Err(response) => return Ok(response),
-    };
+pub async fn home(State(state): State<AppState>, session: Session, headers: HeaderMap) -> Result<Response, PageError> {
     let base = base_url(&state, &headers);
     let apps = state
         .db
@@ -315,14 +316,11 @@ struct AppPage {
 /// `GET /apps/{bundle_id}`: every build of an app, newest first.
 pub async fn app_page(
     State(state): State<AppState>,
+    session: Session,
     headers: HeaderMap,
     Path(bundle_id): Path<String>,
     Query(query): Query<PageQuery>,
 ) -> Result<Response, PageError> {
-    let session = match Session::require(&state, &headers).await {
-        Ok(session) => session,
-        Err(response) => return Ok(response),
-    };
     let page = query.page.unwrap_or(1).max(1);
     let (rows, total) =
         state.db.list_builds(&bundle_id, (page - 1).saturating_mul(BUILDS_PER_PAGE), BUILDS_PER_PAGE).await?;
@@ -352,14 +350,11 @@ pub async fn app_page(
 /// `POST /builds/{id}/delete`.
 pub async fn delete_build(
     State(state): State<AppState>,
+    session: Session,
     headers: HeaderMap,
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
-    let session = match Session::require(&state, &headers).await {
-        Ok(session) => session,
-        Err(response) => return Ok(response),
-    };
     session.check_request(&state, &headers, Some(&form.csrf))?;
     let build = remove_build(&state, &id).await?;
     let (_, remaining) = state.db.list_builds(&build.bundle_id, 0, 1).await?;
@@ -378,13 +373,13 @@ pub struct UploadQuery {
 /// JSON; a plain form post is sent on to the app's page.
 pub async fn upload(
     State(state): State<AppState>,
+    session: Session,
     headers: HeaderMap,
     Query(query): Query<UploadQuery>,
     body: Body,
 ) -> Result<Response, Response> {
     let json = wants_json(&headers);
     let answer_error = |error: ApiError| if json { error.into_response() } else { PageError(error).into_response() };
-    let session = Session::require(&state, &headers).await?;
     session.check_request(&state, &headers, query.csrf.as_deref()).map_err(answer_error)?;
     let build = receive_build(&state, &headers, body).await.map_err(answer_error)?;
     if json {
@@ -462,11 +457,11 @@ struct HealthPage {
 }
 
 /// `GET /admin/health`: the latest self-check, as a device sees this server.
-pub async fn health_page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
-    let session = match Session::require(&state, &headers).await {
-        Ok(session) => session,
-        Err(response) => return Ok(response),
-    };
+pub async fn health_page(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
     let latest = crate::self_check::latest(&state);
     let findings = latest.as_ref().map(|check| finding_views(&check.findings)).unwrap_or_default();
     private_page(&HealthPage {
@@ -484,13 +479,10 @@ pub async fn health_page(State(state): State<AppState>, headers: HeaderMap) -> R
 /// `POST /admin/health`: check again now.
 pub async fn health_recheck(
     State(state): State<AppState>,
+    session: Session,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
-    let session = match Session::require(&state, &headers).await {
-        Ok(session) => session,
-        Err(response) => return Ok(response),
-    };
     session.check_request(&state, &headers, Some(&form.csrf))?;
     if let Some(base) = state.device_base_url() {
         crate::self_check::run(&state, &base).await;
@@ -528,11 +520,11 @@ pub struct DiagnoseForm {
 }
 
 /// `GET /admin/diagnose`: the doctor for any install link, from the server's point of view.
-pub async fn diagnose_page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
-    let session = match Session::require(&state, &headers).await {
-        Ok(session) => session,
-        Err(response) => return Ok(response),
-    };
+pub async fn diagnose_page(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
     private_page(&DiagnosePage {
         signed_in_as: session.row.token_name,
         csrf: session.row.csrf_token,
@@ -553,13 +545,10 @@ pub async fn diagnose_page(State(state): State<AppState>, headers: HeaderMap) ->
 /// `POST /admin/diagnose`: runs the doctor on a URL or link (never on a local path).
 pub async fn diagnose_run(
     State(state): State<AppState>,
+    session: Session,
     headers: HeaderMap,
     Form(form): Form<DiagnoseForm>,
 ) -> Result<Response, PageError> {
-    let session = match Session::require(&state, &headers).await {
-        Ok(session) => session,
-        Err(response) => return Ok(response),
-    };
     session.check_request(&state, &headers, Some(&form.csrf))?;
     let target = form.target.trim().to_owned();
     let lower = target.to_ascii_lowercase();

@@ -165,19 +165,7 @@ async fn names_and_notes_survive_escaping_everywhere() {
         .info("CFBundleDisplayName", name)
         .profile(profile_plist("TEAM.com.example.tom", Some(&["00008030-001544522E60802E"]), false, false, far))
         .to_bytes();
-    let form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(ipa).file_name("Tom.ipa"))
-        .text("notes", "<script>alert(1)</script> & fixes");
-    let response = server
-        .client()
-        .post(format!("{}/api/v1/builds", server.base))
-        .bearer_auth(&server.token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let body: Value = response.json().await.expect("JSON");
+    let body = server.upload_with_notes(ipa, "<script>alert(1)</script> & fixes").await;
     assert_eq!(body["name"], name);
     assert_eq!(body["notes"], "<script>alert(1)</script> & fixes");
     assert_eq!(body["installable"]["ok"], true, "{body}");

@@ -9,7 +9,7 @@ use otaship_server::{Config, ServeArgs};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{FIXTURES, Server, write_test_certificate};
+use crate::support::{FIXTURES, Server, UiClient, write_test_certificate};
 
 #[tokio::test]
 async fn https_with_your_own_certificate_serves_https_urls_and_reloads_it() {
@@ -450,21 +450,9 @@ async fn the_self_check_sees_the_server_as_a_device_does() {
     assert!(found.contains(&"tls-no-server-auth") && found.contains(&"tls-untrusted"), "{found:?}");
 
     // The health page shows it to a signed-in uploader.
-    let client = reqwest::Client::builder()
-        .tls_certs_only([server.trusted_ca.clone().expect("CA")])
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let signed_in = client
-        .post(format!("{}/signin", server.base))
-        .form(&[("token", server.token.as_str())])
-        .send()
-        .await
-        .expect("sign in");
-    let cookie =
-        signed_in.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_owned();
-    let page = client.get(format!("{}/admin/health", server.base)).header("cookie", cookie).send().await.expect("page");
-    let html = page.text().await.expect("html");
+    let mut uploader = UiClient::new(&server);
+    uploader.sign_in(&server.token.clone()).await;
+    let html = uploader.get("/admin/health").await.text().await.expect("html");
     assert!(html.contains("tls-no-server-auth") && html.contains("will stop installs"), "{html}");
     server.stop().await;
 

@@ -192,3 +192,73 @@ pub fn write_test_certificate(dir: &Path) -> (PathBuf, PathBuf, String) {
     std::fs::write(&key, leaf_key.serialize_pem()).expect("write");
     (cert, key, ca.pem())
 }
+
+/// A browser-like client that keeps the session cookie by hand and never follows redirects,
+/// so every answer can be inspected.
+pub struct UiClient {
+    /// The HTTP client (no cookie store, no redirects followed).
+    pub client: reqwest::Client,
+    base: String,
+    /// The session cookie, `name=value`.
+    pub cookie: Option<String>,
+}
+
+impl UiClient {
+    pub fn new(server: &Server) -> UiClient {
+        let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        let builder = match &server.trusted_ca {
+            Some(ca) => builder.tls_certs_only([ca.clone()]),
+            None => builder,
+        };
+        UiClient { client: builder.build().expect("client"), base: server.base.clone(), cookie: None }
+    }
+
+    pub fn headers(&self) -> reqwest::header::HeaderMap {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(cookie) = &self.cookie {
+            headers.insert("cookie", reqwest::header::HeaderValue::from_str(cookie).expect("cookie"));
+        }
+        headers
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.base)).headers(self.headers()).send().await.expect("GET")
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)], origin: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.post(format!("{}{path}", self.base)).headers(self.headers()).form(form);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send().await.expect("POST")
+    }
+
+    /// Signs in with `token` and keeps the cookie; returns the sign-in answer.
+    pub async fn sign_in(&mut self, token: &str) -> reqwest::Response {
+        let response = self.post_form("/signin", &[("token", token)], Some(&self.base.clone())).await;
+        if let Some(set) = response.headers().get("set-cookie") {
+            let pair = set.to_str().expect("ascii").split(';').next().expect("pair").to_owned();
+            self.cookie = Some(pair);
+        }
+        response
+    }
+
+    /// The CSRF token the signed-in pages carry.
+    pub async fn csrf(&self) -> String {
+        let html = self.get("/").await.text().await.expect("html");
+        let start = html.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
+        html[start..start + 64].to_owned()
+    }
+
+    pub async fn upload(&self, ipa: Vec<u8>, notes: &str, csrf: &str, json: bool) -> reqwest::Response {
+        let form = reqwest::multipart::Form::new()
+            .text("notes", notes.to_owned())
+            .part("file", reqwest::multipart::Part::bytes(ipa).file_name("App.ipa"));
+        let mut request =
+            self.client.post(format!("{}/upload?csrf={csrf}", self.base)).headers(self.headers()).multipart(form);
+        if json {
+            request = request.header("accept", "application/json");
+        }
+        request.send().await.expect("upload")
+    }
+}

@@ -4,74 +4,9 @@
 use otaship_ipa::builder::IpaBuilder;
 use otaship_server::tokens;
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
-use crate::support::Server;
-
-/// A browser-like client that keeps the session cookie by hand and never follows redirects,
-/// so every answer can be inspected.
-struct Browser {
-    client: reqwest::Client,
-    base: String,
-    cookie: Option<String>,
-}
-
-impl Browser {
-    fn new(server: &Server) -> Browser {
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Browser { client, base: server.base.clone(), cookie: None }
-    }
-
-    fn headers(&self) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        if let Some(cookie) = &self.cookie {
-            headers.insert("cookie", HeaderValue::from_str(cookie).expect("cookie"));
-        }
-        headers
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(format!("{}{path}", self.base)).headers(self.headers()).send().await.expect("GET")
-    }
-
-    async fn post_form(&self, path: &str, form: &[(&str, &str)], origin: Option<&str>) -> reqwest::Response {
-        let mut request = self.client.post(format!("{}{path}", self.base)).headers(self.headers()).form(form);
-        if let Some(origin) = origin {
-            request = request.header("origin", origin);
-        }
-        request.send().await.expect("POST")
-    }
-
-    /// Signs in with `token` and keeps the cookie; returns the sign-in answer.
-    async fn sign_in(&mut self, token: &str) -> reqwest::Response {
-        let response = self.post_form("/signin", &[("token", token)], Some(&self.base.clone())).await;
-        if let Some(set) = response.headers().get("set-cookie") {
-            let pair = set.to_str().expect("ascii").split(';').next().expect("pair").to_owned();
-            self.cookie = Some(pair);
-        }
-        response
-    }
-
-    /// The CSRF token the signed-in pages carry.
-    async fn csrf(&self) -> String {
-        let html = self.get("/").await.text().await.expect("html");
-        let start = html.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
-        html[start..start + 64].to_owned()
-    }
-
-    async fn upload(&self, ipa: Vec<u8>, notes: &str, csrf: &str, json: bool) -> reqwest::Response {
-        let form = reqwest::multipart::Form::new()
-            .text("notes", notes.to_owned())
-            .part("file", reqwest::multipart::Part::bytes(ipa).file_name("App.ipa"));
-        let mut request =
-            self.client.post(format!("{}/upload?csrf={csrf}", self.base)).headers(self.headers()).multipart(form);
-        if json {
-            request = request.header("accept", "application/json");
-        }
-        request.send().await.expect("upload")
-    }
-}
+use crate::support::{Server, UiClient};
 
 fn location(response: &reqwest::Response) -> &str {
     response.headers().get("location").and_then(|value| value.to_str().ok()).unwrap_or("")
@@ -80,7 +15,7 @@ fn location(response: &reqwest::Response) -> &str {
 #[tokio::test]
 async fn signing_in_sets_a_strict_http_only_cookie_and_opens_the_pages() {
     let mut server = Server::start().await;
-    let mut browser = Browser::new(&server);
+    let mut browser = UiClient::new(&server);
     let home = browser.get("/").await;
     assert_eq!(home.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&home), "/signin");
@@ -117,7 +52,7 @@ async fn signing_in_sets_a_strict_http_only_cookie_and_opens_the_pages() {
 #[tokio::test]
 async fn uploads_need_the_session_and_its_csrf_token() {
     let mut server = Server::start().await;
-    let mut browser = Browser::new(&server);
+    let mut browser = UiClient::new(&server);
     let ipa = || IpaBuilder::new("com.example.ui").info("CFBundleDisplayName", "Tom & Jerry <beta>").to_bytes();
 
     // Without a session: JSON callers get 401, forms are sent to sign in.
@@ -164,7 +99,7 @@ async fn uploads_need_the_session_and_its_csrf_token() {
 #[tokio::test]
 async fn deleting_checks_origin_and_csrf_then_removes_the_files() {
     let mut server = Server::start().await;
-    let mut browser = Browser::new(&server);
+    let mut browser = UiClient::new(&server);
     browser.sign_in(&server.token.clone()).await;
     let csrf = browser.csrf().await;
     let mut ids = Vec::new();
@@ -193,7 +128,7 @@ async fn deleting_checks_origin_and_csrf_then_removes_the_files() {
 #[tokio::test]
 async fn signing_out_or_revoking_the_token_ends_the_session() {
     let mut server = Server::start().await;
-    let mut browser = Browser::new(&server);
+    let mut browser = UiClient::new(&server);
     let token = tokens::generate();
     server.state.db.insert_token("uitoken", "QA laptop", &tokens::hash(&token)).await.expect("token");
     browser.sign_in(&token).await;
@@ -218,17 +153,8 @@ async fn over_https_the_session_cookie_is_secure() {
     let (cert, key, ca_pem) = crate::support::write_test_certificate(certs.path());
     let args = otaship_server::ServeArgs { tls_cert: Some(cert), tls_key: Some(key), ..Default::default() };
     let mut server = Server::start_with(args).await;
-    let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA")])
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let response = client
-        .post(format!("{}/signin", server.base))
-        .form(&[("token", server.token.as_str())])
-        .send()
-        .await
-        .expect("sign in");
+    server.trusted_ca = Some(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA"));
+    let response = UiClient::new(&server).sign_in(&server.token.clone()).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let cookie = response.headers()["set-cookie"].to_str().expect("ascii");
     assert!(cookie.ends_with("; Secure"), "{cookie}");
@@ -238,7 +164,7 @@ async fn over_https_the_session_cookie_is_secure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_diagnose_page_runs_the_doctor_on_any_link() {
     let mut server = Server::start().await;
-    let mut browser = Browser::new(&server);
+    let mut browser = UiClient::new(&server);
     browser.sign_in(&server.token.clone()).await;
     let csrf = browser.csrf().await;
     let build: Value = browser
