@@ -26,6 +26,14 @@ enum Command {
     Inspect(cli::inspect::InspectArgs),
     /// Say why an install link (page, itms-services link, manifest, .ipa) fails, and how to fix it.
     Doctor(cli::doctor::DoctorArgs),
+    /// Upload a build to a server (resumable, with progress) and print its install URL.
+    Push(Box<cli::push::PushArgs>),
+    /// List the apps on a server.
+    Apps(cli::remote::AppsArgs),
+    /// List, show and delete builds on a server.
+    Builds(cli::remote::BuildsArgs),
+    /// Print the correctly encoded itms-services:// link for a manifest URL.
+    Link(cli::link::LinkArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +42,10 @@ fn main() -> ExitCode {
         Command::Serve(serve) => cli::serve::serve(&serve),
         Command::Token(token) => cli::serve::token(&token),
         Command::Inspect(inspect) => cli::inspect::run(&inspect),
+        Command::Push(push) => cli::push::run(&push),
+        Command::Apps(apps) => cli::remote::apps(&apps),
+        Command::Builds(builds) => cli::remote::builds(&builds),
+        Command::Link(link) => cli::link::run(&link),
         // The doctor's exit codes are its verdict, not only success or failure.
         Command::Doctor(doctor) => return cli::doctor::run(&doctor),
     };

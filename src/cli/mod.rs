@@ -1,10 +1,16 @@
 //! The subcommands, and how their failures become messages and exit codes.
 //!
 //! Exit codes (documented in the README): 0 success; 1 the command could not do its job
-//! (unreadable file, unwritable output); 2 the input was refused (with a stable error code).
+//! (unreadable file, unwritable output, server unreachable or failing); 2 the input was refused
+//! (with a stable error code); 3 the server refused the API token.
 
+pub mod client;
 pub mod doctor;
 pub mod inspect;
+pub mod link;
+mod progress;
+pub mod push;
+pub mod remote;
 pub mod serve;
 
 use std::io::{self, Write};
@@ -16,12 +22,14 @@ pub enum Failure {
     /// The input was refused; carries the stable code and the sentence.
     Refused {
         /// Stable error code.
-        code: &'static str,
+        code: std::borrow::Cow<'static, str>,
         /// What is wrong and what to do.
         message: String,
     },
     /// The command could not run to the end.
     Failed(anyhow::Error),
+    /// The server refused the credentials.
+    Denied(String),
 }
 
 impl Failure {
@@ -37,6 +45,10 @@ impl Failure {
                 let _ = writeln!(stderr, "error: {error:#}");
                 ExitCode::from(1)
             }
+            Failure::Denied(message) => {
+                let _ = writeln!(stderr, "error[unauthorized]: {message}");
+                ExitCode::from(3)
+            }
         }
     }
 }
@@ -45,7 +57,7 @@ impl From<otaship_ipa::IpaError> for Failure {
     fn from(error: otaship_ipa::IpaError) -> Self {
         match error {
             otaship_ipa::IpaError::Io(io) => Failure::Failed(io.into()),
-            refused => Failure::Refused { code: refused.code(), message: refused.to_string() },
+            refused => Failure::Refused { code: refused.code().into(), message: refused.to_string() },
         }
     }
 }
@@ -71,4 +83,25 @@ impl From<otaship_server::db::DbError> for Failure {
     fn from(error: otaship_server::db::DbError) -> Self {
         Failure::Failed(anyhow::Error::new(error).context("the database failed"))
     }
+}
+
+/// A QR code of `text` drawn with Unicode half blocks (light on dark, as phone cameras read best
+/// from a terminal), followed by a newline; empty if the text is too long for a QR code.
+pub fn terminal_qr(text: &str) -> String {
+    use qrcode::render::unicode::Dense1x2;
+    match qrcode::QrCode::new(text.as_bytes()) {
+        Ok(code) => {
+            let art = code.render::<Dense1x2>().dark_color(Dense1x2::Light).light_color(Dense1x2::Dark).build();
+            format!("{art}\n")
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// A tokio runtime for the commands that need one.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Failure::Failed(anyhow::Error::new(error).context("cannot start the async runtime")))
 }

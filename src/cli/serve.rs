@@ -6,7 +6,7 @@ use anyhow::Context;
 use otaship_server::db::Db;
 use otaship_server::{AppState, Config, ServeArgs, tokens};
 
-use super::{Failure, print};
+use super::{Failure, print, runtime};
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
@@ -50,15 +50,8 @@ fn announce(state: &AppState, listeners: &otaship_server::Listeners) -> anyhow::
     eprintln!("  web UI for uploads:  {}", urls.web);
     if let Some(onboarding) = &urls.onboarding {
         eprintln!("  on each iPhone or iPad, first open {onboarding} in Safari to trust this server");
-        if std::io::stderr().is_terminal()
-            && let Ok(code) = qrcode::QrCode::new(onboarding.as_bytes())
-        {
-            let art = code
-                .render::<qrcode::render::unicode::Dense1x2>()
-                .dark_color(qrcode::render::unicode::Dense1x2::Light)
-                .light_color(qrcode::render::unicode::Dense1x2::Dark)
-                .build();
-            eprintln!("{art}");
+        if std::io::stderr().is_terminal() {
+            eprint!("{}", super::terminal_qr(onboarding));
         }
     }
     if urls.web.starts_with("http://") {
@@ -89,13 +82,6 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| Failure::Failed(anyhow::Error::new(error).context("cannot start the async runtime")))
 }
 
 /// `otaship token`.

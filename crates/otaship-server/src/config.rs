@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// Largest upload accepted, e.g. 4GiB, 500MB, 1048576 [default: 4GiB].
     #[arg(long, env = "OTASHIP_MAX_UPLOAD_SIZE", value_name = "SIZE")]
     pub max_upload_size: Option<String>,
+    /// How long a resumable upload may sit untouched before it is deleted, e.g. 24h, 90m, 3600s
+    /// [default: 24h].
+    #[arg(long, env = "OTASHIP_UPLOAD_EXPIRY", value_name = "DURATION")]
+    pub upload_expiry: Option<String>,
 }
 
 /// The settings as the TOML file may give them.
@@ -92,6 +96,7 @@ struct FileSettings {
     insecure_http: Option<bool>,
     database: Option<String>,
     max_upload_size: Option<String>,
+    upload_expiry: Option<String>,
 }
 
 /// The validated configuration the server runs with.
@@ -113,6 +118,8 @@ pub struct Config {
     pub database_path: PathBuf,
     /// Largest accepted upload, in bytes.
     pub max_upload_size: u64,
+    /// How long an untouched resumable upload is kept.
+    pub upload_expiry: std::time::Duration,
 }
 
 impl Config {
@@ -181,7 +188,12 @@ impl Config {
         let size_text = args.max_upload_size.clone().or(file.max_upload_size).unwrap_or_else(|| "4GiB".to_owned());
         let max_upload_size = parse_size(&size_text)
             .with_context(|| format!("--max-upload-size {size_text:?} is not a size; write it like 4GiB or 500MB"))?;
+        let expiry_text = args.upload_expiry.clone().or(file.upload_expiry).unwrap_or_else(|| "24h".to_owned());
+        let upload_expiry = parse_duration(&expiry_text).filter(|duration| !duration.is_zero()).with_context(|| {
+            format!("--upload-expiry {expiry_text:?} is not a duration; write it like 24h, 90m or 3600s")
+        })?;
         Ok(Config {
+            upload_expiry,
             data_dir,
             listen,
             http_listen,
@@ -201,6 +213,11 @@ impl Config {
     /// Where uploads are written before they are checked and moved into place.
     pub fn temp_dir(&self) -> PathBuf {
         self.data_dir.join("tmp")
+    }
+
+    /// Where resumable uploads keep their bytes until they complete.
+    pub fn uploads_dir(&self) -> PathBuf {
+        self.data_dir.join("uploads")
     }
 
     /// Where blobs live on local disk.
@@ -375,9 +392,25 @@ pub fn parse_size(text: &str) -> Option<u64> {
     number.checked_mul(multiplier)
 }
 
+/// Parses `24h`, `90m`, `3600s`, `2d`, `3600` (seconds).
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let seconds: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "s" | "sec" | "secs" | "seconds" => 1,
+        "m" | "min" | "mins" | "minutes" => 60,
+        "h" | "hour" | "hours" => 3600,
+        "d" | "day" | "days" => 86_400,
+        _ => return None,
+    };
+    number.checked_mul(seconds).map(std::time::Duration::from_secs)
+}
+
 /// Creates the data directory and its parts, failing with a sentence that says how to fix it.
 pub fn prepare_data_dir(config: &Config) -> Result<()> {
-    for dir in [&config.data_dir, &config.temp_dir(), &config.blob_dir()] {
+    for dir in [&config.data_dir, &config.temp_dir(), &config.blob_dir(), &config.uploads_dir()] {
         std::fs::create_dir_all(dir).with_context(|| {
             format!("cannot create {}; choose a writable --data-dir or fix its permissions", dir.display())
         })?;
@@ -434,6 +467,7 @@ mod tests {
         let plain = Config::load(&ServeArgs { tls: Some("off".into()), ..ServeArgs::default() }).expect("valid");
         assert_eq!(plain.listen.to_string(), "127.0.0.1:8080", "behind a proxy, loopback by default");
         assert_eq!(defaults.max_upload_size, 4 << 30);
+        assert_eq!(defaults.upload_expiry, std::time::Duration::from_secs(24 * 3600));
         assert_eq!(defaults.database_path, PathBuf::from("otaship-data/otaship.db"));
     }
 

@@ -3,6 +3,7 @@
 //! Methods are use cases, not generic CRUD, so that a PostgreSQL backend (a later issue) can
 //! implement the same set. Timestamps are RFC 3339 UTC text; ids are random hex.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -47,6 +48,10 @@ pub struct BuildRow {
     pub sha256: String,
     /// Release notes.
     pub notes: Option<String>,
+    /// The channel it was pushed to.
+    pub channel: String,
+    /// Uploader-supplied key/value pairs (git branch, commit, CI run URL).
+    pub metadata: BTreeMap<String, String>,
     /// Upload time.
     pub created_at: OffsetDateTime,
     /// Whether an icon blob exists.
@@ -100,8 +105,47 @@ pub struct Db {
     pool: SqlitePool,
 }
 
-const BUILD_COLUMNS: &str =
-    "id, install_token, bundle_id, name, version, build, size, sha256, notes, created_at, has_icon, report";
+const BUILD_COLUMNS: &str = "id, install_token, bundle_id, name, version, build, size, sha256, notes, channel, \
+     metadata, created_at, has_icon, report";
+
+const UPLOAD_COLUMNS: &str =
+    "id, file_name, size, sha256, part_size, notes, channel, metadata, state, created_at, expires_at";
+
+/// What recording a build did.
+#[derive(Debug)]
+pub enum Recorded {
+    /// The build is new.
+    Inserted,
+    /// A build with the same SHA-256 already existed; nothing was written.
+    Existing(Box<BuildRow>),
+}
+
+/// A resumable upload in progress.
+#[derive(Debug, Clone)]
+pub struct UploadRow {
+    /// Random id.
+    pub id: String,
+    /// The file name the client gave (for logs and the build's record).
+    pub file_name: String,
+    /// Bytes of the whole file.
+    pub size: u64,
+    /// SHA-256 hex the whole file must have.
+    pub sha256: String,
+    /// Bytes per part (the last may be shorter).
+    pub part_size: u64,
+    /// Release notes for the build.
+    pub notes: Option<String>,
+    /// Channel for the build.
+    pub channel: String,
+    /// Metadata for the build.
+    pub metadata: BTreeMap<String, String>,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// When it is abandoned unless more parts arrive.
+    pub expires_at: OffsetDateTime,
+    /// Part numbers received and checked, ascending.
+    pub received: Vec<u32>,
+}
 
 impl Db {
     /// Opens (creating if needed) the SQLite file and applies migrations.
@@ -120,9 +164,26 @@ impl Db {
         Ok(Db { pool })
     }
 
-    /// Records a build (and its app) in one transaction.
-    pub async fn insert_build(&self, build: &BuildRow) -> Result<(), DbError> {
-        let mut transaction = self.pool.begin().await?;
+    /// A transaction that takes SQLite's write lock at once. A deferred transaction that reads
+    /// and then writes fails with "database is locked" (without waiting) when another connection
+    /// wrote in between; an immediate one waits its turn (the busy timeout) instead.
+    async fn write_transaction(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, DbError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Records a build (and its app) in one transaction, unless a build with the same SHA-256
+    /// exists: then that build is returned and nothing is written.
+    pub async fn insert_build(&self, build: &BuildRow) -> Result<Recorded, DbError> {
+        let mut transaction = self.write_transaction().await?;
+        let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {BUILD_COLUMNS} FROM builds WHERE sha256 = ?1 ORDER BY created_at LIMIT 1"
+        )))
+        .bind(&build.sha256)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        if let Some(row) = existing {
+            return Ok(Recorded::Existing(Box::new(build_from_row(&row)?)));
+        }
         let now = timestamp(build.created_at);
         sqlx::query(
             "INSERT INTO apps (bundle_id, name, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) \
@@ -134,8 +195,8 @@ impl Db {
         .execute(&mut *transaction)
         .await?;
         sqlx::query(
-            "INSERT INTO builds (id, install_token, bundle_id, name, version, build, size, sha256, notes, created_at, \
-             has_icon, report) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            "INSERT INTO builds (id, install_token, bundle_id, name, version, build, size, sha256, notes, channel, \
+             metadata, created_at, has_icon, report) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )
         .bind(&build.id)
         .bind(&build.install_token)
@@ -146,13 +207,26 @@ impl Db {
         .bind(i64::try_from(build.size).unwrap_or(i64::MAX))
         .bind(&build.sha256)
         .bind(&build.notes)
+        .bind(&build.channel)
+        .bind(metadata_json(&build.metadata))
         .bind(&now)
         .bind(build.has_icon)
         .bind(&build.report)
         .execute(&mut *transaction)
         .await?;
         transaction.commit().await?;
-        Ok(())
+        Ok(Recorded::Inserted)
+    }
+
+    /// The build whose file has this SHA-256, if any.
+    pub async fn build_by_sha256(&self, sha256: &str) -> Result<Option<BuildRow>, DbError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {BUILD_COLUMNS} FROM builds WHERE sha256 = ?1 ORDER BY created_at LIMIT 1"
+        )))
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(build_from_row).transpose()
     }
 
     /// A build by its API id.
@@ -184,7 +258,7 @@ impl Db {
 
     /// Deletes a build; removes its app when it was the last one.
     pub async fn delete_build(&self, id: &str) -> Result<BuildRow, DbError> {
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.write_transaction().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {BUILD_COLUMNS} FROM builds WHERE id = ?1")))
             .bind(id)
             .fetch_optional(&mut *transaction)
@@ -297,14 +371,27 @@ impl Db {
 
     /// The id of the live token with this hash, recording its use.
     pub async fn live_token_id(&self, token_hash: &str) -> Result<Option<String>, DbError> {
-        let row = sqlx::query(
-            "UPDATE tokens SET last_used_at = ?2 WHERE token_hash = ?1 AND revoked_at IS NULL RETURNING id",
-        )
-        .bind(token_hash)
-        .bind(timestamp(OffsetDateTime::now_utc()))
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| row.try_get("id")).transpose().map_err(DbError::from)
+        let Some(row) = sqlx::query("SELECT id, last_used_at FROM tokens WHERE token_hash = ?1 AND revoked_at IS NULL")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let id: String = row.try_get("id")?;
+        let last_used: Option<String> = row.try_get("last_used_at")?;
+        // A push sends hundreds of requests a minute; the time of use is kept to the minute, so
+        // that requests do not all queue for SQLite's single writer.
+        let now = OffsetDateTime::now_utc();
+        let stale = last_used.map(parse_time).transpose()?.is_none_or(|at| now - at > time::Duration::MINUTE);
+        if stale {
+            sqlx::query("UPDATE tokens SET last_used_at = ?2 WHERE id = ?1")
+                .bind(&id)
+                .bind(timestamp(now))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(Some(id))
     }
 
     /// Opens a web session for a token until `expires_at`, and drops expired sessions.
@@ -357,6 +444,174 @@ impl Db {
         Ok(())
     }
 
+    /// The open, unexpired upload of a file with this content, to resume it.
+    pub async fn open_upload_for(&self, sha256: &str, size: u64) -> Result<Option<UploadRow>, DbError> {
+        let id: Option<String> = sqlx::query(
+            "SELECT id FROM uploads WHERE sha256 = ?1 AND size = ?2 AND state = 'open' AND expires_at > ?3 \
+             ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(sha256)
+        .bind(i64::try_from(size).unwrap_or(i64::MAX))
+        .bind(timestamp(OffsetDateTime::now_utc()))
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| row.try_get("id"))
+        .transpose()?;
+        match id {
+            Some(id) => self.upload(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Records a new upload.
+    pub async fn insert_upload(&self, upload: &UploadRow) -> Result<(), DbError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'open', ?9, ?10)"
+        )))
+        .bind(&upload.id)
+        .bind(&upload.file_name)
+        .bind(i64::try_from(upload.size).unwrap_or(i64::MAX))
+        .bind(&upload.sha256)
+        .bind(i64::try_from(upload.part_size).unwrap_or(i64::MAX))
+        .bind(&upload.notes)
+        .bind(&upload.channel)
+        .bind(metadata_json(&upload.metadata))
+        .bind(timestamp(upload.created_at))
+        .bind(timestamp(upload.expires_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces what the build will be recorded with (a resumed push may bring new notes) and
+    /// the expiry.
+    pub async fn update_upload(&self, upload: &UploadRow) -> Result<(), DbError> {
+        sqlx::query("UPDATE uploads SET notes = ?2, channel = ?3, metadata = ?4, expires_at = ?5 WHERE id = ?1")
+            .bind(&upload.id)
+            .bind(&upload.notes)
+            .bind(&upload.channel)
+            .bind(metadata_json(&upload.metadata))
+            .bind(timestamp(upload.expires_at))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// An unexpired upload with the parts received so far.
+    pub async fn upload(&self, id: &str) -> Result<Option<UploadRow>, DbError> {
+        // One read transaction: a completion deleting the upload in between must not make it
+        // look as if it had no parts.
+        let mut transaction = self.pool.begin().await?;
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1 AND expires_at > ?2"
+        )))
+        .bind(id)
+        .bind(timestamp(OffsetDateTime::now_utc()))
+        .fetch_optional(&mut *transaction)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let received = sqlx::query("SELECT number FROM upload_parts WHERE upload_id = ?1 ORDER BY number")
+            .bind(id)
+            .fetch_all(&mut *transaction)
+            .await?
+            .iter()
+            .map(|part| part.try_get::<i64, _>("number").map(|number| u32::try_from(number).unwrap_or(0)))
+            .collect::<Result<Vec<_>, _>>()?;
+        upload_from_row(&row, received).map(Some)
+    }
+
+    /// Records a checked part and pushes the upload's expiry to `expires_at`. False when the
+    /// upload is no longer open (completed, completing, or gone).
+    pub async fn record_part(
+        &self,
+        upload_id: &str,
+        number: u32,
+        size: u64,
+        sha256: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, DbError> {
+        let mut transaction = self.write_transaction().await?;
+        let now = OffsetDateTime::now_utc();
+        let open =
+            sqlx::query("UPDATE uploads SET expires_at = ?2 WHERE id = ?1 AND state = 'open' AND expires_at > ?3")
+                .bind(upload_id)
+                .bind(timestamp(expires_at))
+                .bind(timestamp(now))
+                .execute(&mut *transaction)
+                .await?
+                .rows_affected()
+                == 1;
+        if !open {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO upload_parts (upload_id, number, size, sha256, received_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (upload_id, number) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, \
+             received_at = excluded.received_at",
+        )
+        .bind(upload_id)
+        .bind(i64::from(number))
+        .bind(i64::try_from(size).unwrap_or(i64::MAX))
+        .bind(sha256)
+        .bind(timestamp(now))
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(true)
+    }
+
+    /// Forgets part `number` before it is written again, so that a resend that fails half-way
+    /// (after overwriting the earlier bytes) is not counted. False when the upload is not open.
+    pub async fn forget_part(&self, upload_id: &str, number: u32) -> Result<bool, DbError> {
+        let mut transaction = self.write_transaction().await?;
+        let open = sqlx::query("SELECT 1 FROM uploads WHERE id = ?1 AND state = 'open'")
+            .bind(upload_id)
+            .fetch_optional(&mut *transaction)
+            .await?
+            .is_some();
+        if open {
+            sqlx::query("DELETE FROM upload_parts WHERE upload_id = ?1 AND number = ?2")
+                .bind(upload_id)
+                .bind(i64::from(number))
+                .execute(&mut *transaction)
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(open)
+    }
+
+    /// Moves an open upload to `completing`, so that exactly one request assembles it.
+    pub async fn begin_completing(&self, upload_id: &str) -> Result<bool, DbError> {
+        let result = sqlx::query("UPDATE uploads SET state = 'completing' WHERE id = ?1 AND state = 'open'")
+            .bind(upload_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Forgets an upload and its parts.
+    pub async fn delete_upload(&self, upload_id: &str) -> Result<bool, DbError> {
+        let result = sqlx::query("DELETE FROM uploads WHERE id = ?1").bind(upload_id).execute(&self.pool).await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Ids of uploads past their expiry.
+    pub async fn expired_upload_ids(&self) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query("SELECT id FROM uploads WHERE expires_at <= ?1")
+            .bind(timestamp(OffsetDateTime::now_utc()))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| row.try_get("id").map_err(DbError::from)).collect()
+    }
+
+    /// Ids of every upload (expired or not), for reconciling files at start-up.
+    pub async fn upload_ids(&self) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query("SELECT id FROM uploads").fetch_all(&self.pool).await?;
+        rows.iter().map(|row| row.try_get("id").map_err(DbError::from)).collect()
+    }
+
     /// `PRAGMA integrity_check` passes.
     pub async fn integrity_ok(&self) -> Result<bool, DbError> {
         let verdict: String = sqlx::query("PRAGMA integrity_check").fetch_one(&self.pool).await?.try_get(0)?;
@@ -376,10 +631,38 @@ fn build_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<BuildRow, DbError> {
         size: u64::try_from(size).unwrap_or(0),
         sha256: row.try_get("sha256")?,
         notes: row.try_get("notes")?,
+        channel: row.try_get("channel")?,
+        metadata: parse_metadata(row.try_get("metadata")?)?,
         created_at: parse_time(row.try_get("created_at")?)?,
         has_icon: row.try_get("has_icon")?,
         report: row.try_get("report")?,
     })
+}
+
+fn upload_from_row(row: &sqlx::sqlite::SqliteRow, received: Vec<u32>) -> Result<UploadRow, DbError> {
+    let size: i64 = row.try_get("size")?;
+    let part_size: i64 = row.try_get("part_size")?;
+    Ok(UploadRow {
+        id: row.try_get("id")?,
+        file_name: row.try_get("file_name")?,
+        size: u64::try_from(size).unwrap_or(0),
+        sha256: row.try_get("sha256")?,
+        part_size: u64::try_from(part_size).unwrap_or(1),
+        notes: row.try_get("notes")?,
+        channel: row.try_get("channel")?,
+        metadata: parse_metadata(row.try_get("metadata")?)?,
+        created_at: parse_time(row.try_get("created_at")?)?,
+        expires_at: parse_time(row.try_get("expires_at")?)?,
+        received,
+    })
+}
+
+fn metadata_json(metadata: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(metadata).unwrap_or_else(|_| "{}".to_owned())
+}
+
+fn parse_metadata(text: String) -> Result<BTreeMap<String, String>, DbError> {
+    serde_json::from_str(&text).map_err(|error| DbError::Sqlx(sqlx::Error::Decode(Box::new(error))))
 }
 
 /// RFC 3339 in UTC with millisecond precision, so that text order is time order.

@@ -8,7 +8,6 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::db::DbError;
 
@@ -63,9 +62,26 @@ impl From<DbError> for ApiError {
     }
 }
 
+/// How every API error looks on the wire.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorJson {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// An error's code and sentence.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, kebab-case; scripts may match on it.
+    #[schema(example = "upload-too-large")]
+    pub code: String,
+    /// What is wrong and what to do, for people.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let body = ErrorJson { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
         (self.status, Json(body)).into_response()
     }
 }

@@ -1,7 +1,10 @@
 //! The upload pipeline: stream the body to a temporary file in the data directory while hashing
 //! it, refuse it if too large, inspect it, move the blobs into place, and record the build in
-//! one transaction. Whatever fails on the way leaves no row and no file behind.
+//! one transaction. Whatever fails on the way leaves no row and no file behind. A file that was
+//! uploaded before (same SHA-256) is not stored twice: the existing build is the answer, so
+//! that CI retries are safe.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -14,7 +17,7 @@ use time::OffsetDateTime;
 use tokio::io::AsyncWriteExt;
 
 use crate::AppState;
-use crate::db::BuildRow;
+use crate::db::{BuildRow, Recorded};
 use crate::error::ApiError;
 use crate::storage::{BlobKey, BlobKind};
 use crate::tokens::{hex, random_hex};
@@ -121,8 +124,122 @@ pub fn storage_error(error: io::Error) -> ApiError {
     }
 }
 
-/// Inspects a received upload and records it as a build.
-pub async fn ingest(state: &AppState, mut received: Received, notes: Option<String>) -> Result<BuildRow, ApiError> {
+/// What the uploader says about a build besides its bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildDetails {
+    /// Release notes.
+    pub notes: Option<String>,
+    /// Channel; `default` when none was named.
+    pub channel: String,
+    /// Key/value pairs such as the git branch, commit and CI run URL.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Release notes are text for people; a megabyte is far more than any changelog.
+pub const MAX_NOTES_BYTES: usize = 1 << 20;
+const MAX_CHANNEL_CHARS: usize = 64;
+const MAX_METADATA_ENTRIES: usize = 32;
+const MAX_METADATA_KEY_CHARS: usize = 64;
+const MAX_METADATA_VALUE_BYTES: usize = 2048;
+
+impl BuildDetails {
+    /// Checks and normalises what an uploader sent: empty notes are none, the channel is a
+    /// lower-case name, metadata keys are short identifiers.
+    pub fn new(
+        notes: Option<String>,
+        channel: Option<&str>,
+        metadata: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ApiError> {
+        let notes = notes.filter(|text| !text.trim().is_empty());
+        if notes.as_ref().is_some_and(|text| text.len() > MAX_NOTES_BYTES) {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "notes-too-large",
+                format!("The release notes are larger than {MAX_NOTES_BYTES} bytes."),
+            ));
+        }
+        let channel = match channel.map(str::trim).filter(|name| !name.is_empty()) {
+            None => "default".to_owned(),
+            Some(name)
+                if name.len() <= MAX_CHANNEL_CHARS
+                    && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.')) =>
+            {
+                name.to_ascii_lowercase()
+            }
+            Some(name) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad-channel",
+                    format!(
+                        "The channel {name:?} is not a valid name: use up to {MAX_CHANNEL_CHARS} letters, digits, \
+                         dots, dashes or underscores, such as `beta`."
+                    ),
+                ));
+            }
+        };
+        let mut entries = BTreeMap::new();
+        for (key, value) in metadata {
+            let key = key.trim().to_owned();
+            let valid_key = !key.is_empty()
+                && key.len() <= MAX_METADATA_KEY_CHARS
+                && key.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'));
+            if !valid_key {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad-metadata",
+                    format!(
+                        "The metadata key {key:?} is not valid: use up to {MAX_METADATA_KEY_CHARS} letters, digits, \
+                         dots, dashes or underscores, as in `git_branch=main`."
+                    ),
+                ));
+            }
+            if value.len() > MAX_METADATA_VALUE_BYTES {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad-metadata",
+                    format!("The metadata value of {key:?} is longer than {MAX_METADATA_VALUE_BYTES} bytes."),
+                ));
+            }
+            entries.insert(key, value);
+        }
+        if entries.len() > MAX_METADATA_ENTRIES {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad-metadata",
+                format!("Send at most {MAX_METADATA_ENTRIES} metadata entries."),
+            ));
+        }
+        Ok(BuildDetails { notes, channel, metadata: entries })
+    }
+
+    /// Parses one `key=value` metadata entry.
+    pub fn metadata_entry(text: &str) -> Result<(String, String), ApiError> {
+        match text.split_once('=') {
+            Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
+            None => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad-metadata",
+                format!("The metadata entry {text:?} has no `=`: write it as key=value, as in `git_branch=main`."),
+            )),
+        }
+    }
+}
+
+/// A build that an upload produced.
+pub struct Ingested {
+    /// The build.
+    pub build: BuildRow,
+    /// False when the same file had been uploaded before and `build` is that earlier build.
+    pub created: bool,
+}
+
+/// Inspects a received upload and records it as a build, or returns the build that already
+/// holds the same file.
+pub async fn ingest(state: &AppState, mut received: Received, details: BuildDetails) -> Result<Ingested, ApiError> {
+    if let Some(build) = state.db.build_by_sha256(&received.sha256).await? {
+        tracing::info!(build.id = %build.id, "upload is identical to build {}; kept the existing one", build.id);
+        return Ok(Ingested { build, created: false });
+    }
     let path = received.file.path().to_owned();
     let inspection = tokio::task::spawn_blocking(move || {
         let source = FileSource::new(std::fs::File::open(&path)?)?;
@@ -146,7 +263,9 @@ pub async fn ingest(state: &AppState, mut received: Received, notes: Option<Stri
         build: report.build.clone(),
         size: received.size,
         sha256: received.sha256.clone(),
-        notes: notes.filter(|text| !text.trim().is_empty()),
+        notes: details.notes,
+        channel: details.channel,
+        metadata: details.metadata,
         created_at: OffsetDateTime::now_utc(),
         has_icon: inspection.icon_png.is_some(),
         report: serde_json::to_string(&report).map_err(ApiError::internal)?,
@@ -164,12 +283,20 @@ pub async fn ingest(state: &AppState, mut received: Received, notes: Option<Stri
         let _ = state.storage.delete_build(&id).await;
         return Err(storage_error(error));
     }
-    if let Err(error) = state.db.insert_build(&build).await {
-        let _ = state.storage.delete_build(&id).await;
-        return Err(error.into());
+    match state.db.insert_build(&build).await {
+        Ok(Recorded::Inserted) => {}
+        Ok(Recorded::Existing(existing)) => {
+            // The same file finished uploading concurrently; keep the first.
+            let _ = state.storage.delete_build(&id).await;
+            return Ok(Ingested { build: *existing, created: false });
+        }
+        Err(error) => {
+            let _ = state.storage.delete_build(&id).await;
+            return Err(error.into());
+        }
     }
     tracing::info!(build.id = %build.id, bundle_id = %build.bundle_id, size = build.size, "stored build {}", build.id);
-    Ok(build)
+    Ok(Ingested { build, created: true })
 }
 
 fn capitalise(text: &str) -> String {

@@ -14,6 +14,7 @@ pub mod self_check;
 pub mod storage;
 pub mod tls;
 pub mod tokens;
+pub mod uploads;
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -91,6 +92,8 @@ impl AppState {
             self_check: Arc::default(),
         };
         ingest::reconcile(&state).await.context("cannot clean up the data directory")?;
+        uploads::sweep_expired(&state).await.context("cannot delete abandoned uploads")?;
+        uploads::remove_orphan_files(&state).await.context("cannot clean up the uploads directory")?;
         Ok(state)
     }
 
@@ -210,6 +213,24 @@ pub async fn serve(
                 tokio::select! {
                     () = tokio::time::sleep(self_check::INTERVAL) => {}
                     () = stop.cancelled() => return,
+                }
+            }
+        });
+    }
+    {
+        // Abandoned resumable uploads: checked often enough that none outlives its expiry by
+        // more than a quarter of it.
+        let state = state.clone();
+        let stop = stop.clone();
+        let period = (state.config.upload_expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(period) => {}
+                    () = stop.cancelled() => return,
+                }
+                if let Err(error) = uploads::sweep_expired(&state).await {
+                    tracing::warn!(%error, "could not sweep abandoned uploads");
                 }
             }
         });

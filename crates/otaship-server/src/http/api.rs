@@ -2,18 +2,19 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{BuildUrls, base_url};
 use crate::db::{BuildRow, timestamp};
-use crate::error::ApiError;
-use crate::ingest::{ingest, receive, too_large};
+use crate::error::{ApiError, ErrorJson};
+use crate::ingest::{BuildDetails, Ingested, MAX_NOTES_BYTES, ingest, receive, too_large};
 use crate::{AppState, tokens};
 
 /// A request that carried a valid API token.
@@ -39,27 +40,55 @@ impl FromRequestParts<AppState> for ApiToken {
 }
 
 /// A build as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BuildJson {
+    /// The build's id in the API.
     id: String,
+    /// `CFBundleIdentifier`; the app it belongs to.
+    #[schema(example = "com.example.app")]
     bundle_id: String,
+    /// Display name.
     name: Option<String>,
+    /// `CFBundleShortVersionString`.
+    #[schema(example = "1.4.0")]
     version: Option<String>,
+    /// `CFBundleVersion`.
+    #[schema(example = "412")]
     build: Option<String>,
+    /// Bytes of the `.ipa`.
     size: u64,
+    /// SHA-256 of the `.ipa`, hex.
     sha256: String,
+    /// Upload time, RFC 3339.
     created_at: String,
+    /// Release notes.
     notes: Option<String>,
+    /// The channel it was pushed to.
+    #[schema(example = "beta")]
+    channel: String,
+    /// Key/value pairs given at upload (git branch, commit, CI run URL).
+    metadata: std::collections::BTreeMap<String, String>,
+    /// `MinimumOSVersion`.
     min_os: Value,
+    /// Platform (`ios`, ...).
     platform: Value,
+    /// `UIDeviceFamily`, as names.
     device_families: Value,
+    /// Facts about the icon.
     icon: Value,
+    /// The embedded provisioning profile: kind, team, expiry, devices.
     profile: Value,
+    /// App extensions and their profiles.
     extensions: Value,
+    /// Whether the build can install over the air, and if not why.
     installable: Value,
+    /// The install page to hand to testers.
     install_url: String,
+    /// The manifest (`itms-services` points here).
     manifest_url: String,
+    /// The `.ipa` itself.
     download_url: String,
+    /// The icon as a standard PNG.
     icon_url: Option<String>,
 }
 
@@ -79,6 +108,8 @@ impl BuildJson {
             sha256: build.sha256.clone(),
             created_at: timestamp(build.created_at),
             notes: build.notes.clone(),
+            channel: build.channel.clone(),
+            metadata: build.metadata.clone(),
             min_os: field("min_os"),
             platform: field("platform"),
             device_families: field("device_families"),
@@ -94,24 +125,101 @@ impl BuildJson {
     }
 }
 
-/// Release notes are text for people; a megabyte is far more than any changelog.
-const MAX_NOTES_BYTES: u64 = 1 << 20;
+/// The multipart form of `POST /api/v1/builds`.
+#[derive(ToSchema)]
+#[expect(dead_code, reason = "describes a form for the API document; the form is read field by field")]
+pub struct UploadForm {
+    /// The `.ipa`.
+    #[schema(format = Binary, value_type = String)]
+    file: Vec<u8>,
+    /// Release notes (Markdown).
+    notes: Option<String>,
+    /// Channel, such as `beta` [default: `default`].
+    channel: Option<String>,
+    /// `key=value` metadata; repeat the field for more.
+    meta: Option<Vec<String>>,
+}
 
-/// `POST /api/v1/builds`: the raw `.ipa` as the body, or `multipart/form-data` with a `file`
-/// field and an optional `notes` field.
+/// Upload a build in one request.
+///
+/// The body is the raw `.ipa` (`curl --data-binary @app.ipa`), or `multipart/form-data` with a
+/// `file` field and optional `notes`, `channel` and `meta` (`key=value`, repeatable) fields.
+/// With a raw body those go in the query string. Uploading a file the server already has
+/// returns the existing build (`200`), so retries are safe. For large files over unreliable
+/// links, use the resumable uploads.
+#[utoipa::path(
+    post, path = "/api/v1/builds", tag = "builds",
+    params(
+        ("notes" = Option<String>, Query, description = "Release notes (Markdown)."),
+        ("channel" = Option<String>, Query, description = "Channel, such as `beta` [default: `default`]."),
+        ("meta" = Option<Vec<String>>, Query, description = "`key=value` metadata, repeatable: `meta=git_commit=abc123`."),
+    ),
+    request_body(
+        description = "The `.ipa` as the body, or a form with the `.ipa` as `file`.",
+        content(
+            (String = "application/octet-stream"),
+            (UploadForm = "multipart/form-data"),
+        )
+    ),
+    responses(
+        (status = 201, description = "The new build.", body = BuildJson),
+        (status = 200, description = "The existing build of the same file.", body = BuildJson),
+        (status = 400, description = "Not an installable archive, or a bad field (the error says which).", body = ErrorJson),
+        (status = 401, description = "No valid token.", body = ErrorJson),
+        (status = 413, description = "Larger than the server's limit.", body = ErrorJson),
+        (status = 507, description = "The server's disk is full.", body = ErrorJson),
+    ),
+    security(("token" = []))
+)]
 pub async fn upload_build(
     State(state): State<AppState>,
     _token: ApiToken,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let build = receive_build(&state, &headers, body).await?;
-    Ok((StatusCode::CREATED, Json(BuildJson::new(&build, &base_url(&state, &headers)))))
+    let ingested = receive_build(&state, &headers, query.as_deref(), body).await?;
+    Ok(build_created(&state, &headers, &ingested))
 }
 
-/// Streams an upload body (raw `.ipa`, or multipart with `file` and `notes`) to disk, checks it
-/// and records the build. Shared by the API and the web UI.
-pub async fn receive_build(state: &AppState, headers: &HeaderMap, body: Body) -> Result<BuildRow, ApiError> {
+/// `201 Created` with a new build, `200 OK` with the build that already held the same file.
+fn build_created(state: &AppState, headers: &HeaderMap, ingested: &Ingested) -> (StatusCode, Json<BuildJson>) {
+    let status = if ingested.created { StatusCode::CREATED } else { StatusCode::OK };
+    (status, Json(BuildJson::new(&ingested.build, &base_url(state, headers))))
+}
+
+/// What the uploader said about a build, as sent (query string or form fields), before
+/// [`BuildDetails::new`] checks it.
+#[derive(Default)]
+struct SentDetails {
+    notes: Option<String>,
+    channel: Option<String>,
+    metadata: Vec<(String, String)>,
+}
+
+impl SentDetails {
+    fn from_query(query: Option<&str>) -> Result<Self, ApiError> {
+        let mut sent = SentDetails::default();
+        for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match key.as_ref() {
+                "notes" => sent.notes = Some(value.into_owned()),
+                "channel" => sent.channel = Some(value.into_owned()),
+                "meta" => sent.metadata.push(BuildDetails::metadata_entry(&value)?),
+                _ => {}
+            }
+        }
+        Ok(sent)
+    }
+}
+
+/// Streams an upload body (raw `.ipa`, or multipart with `file`, `notes`, `channel`, `meta`) to
+/// disk, checks it and records the build. Shared by the API and the web UI.
+pub async fn receive_build(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: Body,
+) -> Result<Ingested, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -119,8 +227,9 @@ pub async fn receive_build(state: &AppState, headers: &HeaderMap, body: Body) ->
     if declared.is_some_and(|length| length > state.config.max_upload_size) {
         return Err(too_large(state.config.max_upload_size));
     }
+    let mut sent = SentDetails::from_query(query)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
-    let (received, notes) = if content_type.starts_with("multipart/form-data") {
+    let received = if content_type.starts_with("multipart/form-data") {
         let boundary = multer::parse_boundary(content_type).map_err(|error| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -128,45 +237,50 @@ pub async fn receive_build(state: &AppState, headers: &HeaderMap, body: Body) ->
                 format!("The multipart body is malformed: {error}."),
             )
         })?;
-        let constraints = multer::Constraints::new()
-            .allowed_fields(vec!["file", "notes"])
-            .size_limit(multer::SizeLimit::new().for_field("notes", MAX_NOTES_BYTES));
+        let small = MAX_NOTES_BYTES as u64;
+        let constraints =
+            multer::Constraints::new().allowed_fields(vec!["file", "notes", "channel", "meta"]).size_limit(
+                multer::SizeLimit::new().for_field("notes", small).for_field("channel", 1024).for_field("meta", 4096),
+            );
         let mut multipart = multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
         let mut received = None;
-        let mut notes = None;
         while let Some(field) = multipart.next_field().await.map_err(bad_multipart)? {
             match field.name() {
                 Some("file") if received.is_none() => received = Some(receive(state, field).await?),
-                Some("notes") => notes = Some(field.text().await.map_err(bad_multipart)?),
+                Some("notes") => sent.notes = Some(field.text().await.map_err(bad_multipart)?),
+                Some("channel") => sent.channel = Some(field.text().await.map_err(bad_multipart)?),
+                Some("meta") => {
+                    sent.metadata.push(BuildDetails::metadata_entry(&field.text().await.map_err(bad_multipart)?)?);
+                }
                 _ => {}
             }
         }
-        let received = received.ok_or_else(|| {
+        received.ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "missing-file",
                 "The multipart body has no `file` field holding the .ipa.",
             )
-        })?;
-        (received, notes)
+        })?
     } else {
         let stream = body.into_data_stream().map_err(|error| error.to_string());
-        (receive(state, stream).await?, None)
+        receive(state, stream).await?
     };
-    ingest(state, received, notes.filter(|notes| !notes.trim().is_empty())).await
+    let details = BuildDetails::new(sent.notes, sent.channel.as_deref(), sent.metadata)?;
+    ingest(state, received, details).await
 }
 
 fn bad_multipart(error: multer::Error) -> ApiError {
     match error {
-        multer::Error::FieldSizeExceeded { .. } => ApiError::new(
+        multer::Error::FieldSizeExceeded { field_name, limit } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "notes-too-large",
-            format!("The release notes are larger than {MAX_NOTES_BYTES} bytes."),
+            if field_name.as_deref() == Some("notes") { "notes-too-large" } else { "field-too-large" },
+            format!("The field `{}` is larger than {limit} bytes.", field_name.as_deref().unwrap_or("?")),
         ),
         multer::Error::UnknownField { field_name } => ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad-multipart",
-            format!("Unknown field {field_name:?}: send `file` and optionally `notes`."),
+            format!("Unknown field {field_name:?}: send `file` and optionally `notes`, `channel` and `meta`."),
         ),
         other => ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -176,7 +290,17 @@ fn bad_multipart(error: multer::Error) -> ApiError {
     }
 }
 
-/// `GET /api/v1/builds/{id}`.
+/// Read a build.
+#[utoipa::path(
+    get, path = "/api/v1/builds/{id}", tag = "builds",
+    params(("id" = String, Path, description = "The build's id.")),
+    responses(
+        (status = 200, description = "The build.", body = BuildJson),
+        (status = 401, description = "No valid token.", body = ErrorJson),
+        (status = 404, description = "No such build.", body = ErrorJson),
+    ),
+    security(("token" = []))
+)]
 pub async fn get_build(
     State(state): State<AppState>,
     _token: ApiToken,
@@ -187,7 +311,17 @@ pub async fn get_build(
     Ok(Json(BuildJson::new(&build, &base_url(&state, &headers))))
 }
 
-/// `DELETE /api/v1/builds/{id}`.
+/// Delete a build and its files.
+#[utoipa::path(
+    delete, path = "/api/v1/builds/{id}", tag = "builds",
+    params(("id" = String, Path, description = "The build's id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = "No valid token.", body = ErrorJson),
+        (status = 404, description = "No such build.", body = ErrorJson),
+    ),
+    security(("token" = []))
+)]
 pub async fn delete_build(
     State(state): State<AppState>,
     _token: ApiToken,
@@ -211,20 +345,53 @@ pub async fn remove_build(state: &AppState, id: &str) -> Result<BuildRow, ApiErr
     Ok(build)
 }
 
-#[derive(Debug, Serialize)]
-struct AppJson {
+/// An app and its newest build.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppJson {
+    /// `CFBundleIdentifier`.
     bundle_id: String,
+    /// Name of the newest build.
     name: Option<String>,
+    /// How many builds it has.
     build_count: u64,
+    /// The newest build.
     latest_build: BuildJson,
 }
 
-/// `GET /api/v1/apps`: every app with its newest build.
+/// Every app.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppsJson {
+    /// Most recently updated first.
+    apps: Vec<AppJson>,
+}
+
+/// One page of an app's builds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BuildsPageJson {
+    /// Newest first.
+    builds: Vec<BuildJson>,
+    /// This page's number, from 1.
+    page: u64,
+    /// Builds per page.
+    per_page: u64,
+    /// Builds of the app in all.
+    total: u64,
+}
+
+/// List apps, each with its newest build.
+#[utoipa::path(
+    get, path = "/api/v1/apps", tag = "apps",
+    responses(
+        (status = 200, description = "Every app.", body = AppsJson),
+        (status = 401, description = "No valid token.", body = ErrorJson),
+    ),
+    security(("token" = []))
+)]
 pub async fn list_apps(
     State(state): State<AppState>,
     _token: ApiToken,
     headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Json<AppsJson>, ApiError> {
     let base = base_url(&state, &headers);
     let apps: Vec<AppJson> = state
         .db
@@ -238,24 +405,36 @@ pub async fn list_apps(
             build_count: app.build_count,
         })
         .collect();
-    Ok(Json(serde_json::json!({ "apps": apps })))
+    Ok(Json(AppsJson { apps }))
 }
 
 /// Paging of lists.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 pub struct Page {
+    /// Page number, from 1 [default: 1].
     page: Option<u64>,
+    /// Items per page, 1 to 100 [default: 20].
     per_page: Option<u64>,
 }
 
-/// `GET /api/v1/apps/{app}/builds?page=1&per_page=20`: newest first.
+/// List an app's builds, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/apps/{app}/builds", tag = "apps",
+    params(("app" = String, Path, description = "The app's bundle id."), Page),
+    responses(
+        (status = 200, description = "One page of builds.", body = BuildsPageJson),
+        (status = 401, description = "No valid token.", body = ErrorJson),
+        (status = 404, description = "No such app.", body = ErrorJson),
+    ),
+    security(("token" = []))
+)]
 pub async fn list_builds(
     State(state): State<AppState>,
     _token: ApiToken,
     headers: HeaderMap,
     Path(app): Path<String>,
     Query(page): Query<Page>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Json<BuildsPageJson>, ApiError> {
     let per_page = page.per_page.unwrap_or(20).clamp(1, 100);
     let number = page.page.unwrap_or(1).max(1);
     let (builds, total) = state.db.list_builds(&app, (number - 1).saturating_mul(per_page), per_page).await?;
@@ -264,10 +443,5 @@ pub async fn list_builds(
     }
     let base = base_url(&state, &headers);
     let builds: Vec<BuildJson> = builds.iter().map(|build| BuildJson::new(build, &base)).collect();
-    Ok(Json(serde_json::json!({
-        "builds": builds,
-        "page": number,
-        "per_page": per_page,
-        "total": total,
-    })))
+    Ok(Json(BuildsPageJson { builds, page: number, per_page, total }))
 }

@@ -2,16 +2,18 @@
 
 mod api;
 mod download;
+pub mod openapi;
 mod pages;
 mod trust;
 mod ui;
+mod uploads;
 
 pub use trust::helper_router;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::AppState;
@@ -25,6 +27,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/builds/{id}", get(api::get_build).delete(api::delete_build))
         .route("/api/v1/apps", get(api::list_apps))
         .route("/api/v1/apps/{app}/builds", get(api::list_builds))
+        .route("/api/v1/uploads", post(uploads::create_upload))
+        .route("/api/v1/uploads/{id}", get(uploads::get_upload).delete(uploads::delete_upload))
+        .route("/api/v1/uploads/{id}/parts/{number}", put(uploads::put_part))
+        .route("/api/v1/uploads/{id}/complete", post(uploads::complete_upload))
+        .route("/api/openapi.json", get(openapi::openapi_json))
+        .route("/api", get(openapi::api_page))
         .route("/i/{token}", get(pages::install_page))
         .route("/i/{token}/manifest.plist", get(pages::manifest))
         .route("/i/{token}/icon.png", get(download::icon))

@@ -381,10 +381,12 @@ pub async fn upload(
     let json = wants_json(&headers);
     let answer_error = |error: ApiError| if json { error.into_response() } else { PageError(error).into_response() };
     session.check_request(&state, &headers, query.csrf.as_deref()).map_err(answer_error)?;
-    let build = receive_build(&state, &headers, body).await.map_err(answer_error)?;
+    let ingested = receive_build(&state, &headers, None, body).await.map_err(answer_error)?;
+    let build = ingested.build;
     if json {
         let body = BuildJson::new(&build, &base_url(&state, &headers));
-        Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+        let status = if ingested.created { StatusCode::CREATED } else { StatusCode::OK };
+        Ok((status, axum::Json(body)).into_response())
     } else {
         Ok(Redirect::to(&format!("/apps/{}", build.bundle_id)).into_response())
     }

@@ -1,6 +1,7 @@
 //! The server's tests, in one binary sharing one harness (`support`): end to end over HTTP
-//! (`e2e`), HTTPS in every mode (`https`), the uploaders' web UI (`ui`), and pages in headless
-//! Chromium (`browser`).
+//! (`e2e`), HTTPS in every mode (`https`), the uploaders' web UI (`ui`), pages in headless
+//! Chromium (`browser`), and resumable uploads, channels and metadata, and the API description
+//! (`uploads`).
 #![expect(clippy::expect_used, reason = "test helpers cannot go on without their input")]
 
 mod browser;
@@ -8,3 +9,4 @@ mod e2e;
 mod https;
 mod support;
 mod ui;
+mod uploads;

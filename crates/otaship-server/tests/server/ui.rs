@@ -53,7 +53,13 @@ async fn signing_in_sets_a_strict_http_only_cookie_and_opens_the_pages() {
 async fn uploads_need_the_session_and_its_csrf_token() {
     let mut server = Server::start().await;
     let mut browser = UiClient::new(&server);
-    let ipa = || IpaBuilder::new("com.example.ui").info("CFBundleDisplayName", "Tom & Jerry <beta>").to_bytes();
+    let build_of = |version: &str| {
+        IpaBuilder::new("com.example.ui")
+            .info("CFBundleDisplayName", "Tom & Jerry <beta>")
+            .info("CFBundleVersion", version)
+            .to_bytes()
+    };
+    let ipa = || build_of("1");
 
     // Without a session: JSON callers get 401, forms are sent to sign in.
     let anonymous = browser.upload(ipa(), "", "x", true).await;
@@ -74,7 +80,8 @@ async fn uploads_need_the_session_and_its_csrf_token() {
     assert_eq!(by_script.status(), StatusCode::CREATED);
     let build: Value = by_script.json().await.expect("JSON");
     assert_eq!(build["notes"], "first <b>notes</b>");
-    let by_form = browser.upload(ipa(), "", &csrf, false).await;
+    // A different file: the same one again would be the same build.
+    let by_form = browser.upload(build_of("2"), "", &csrf, false).await;
     assert_eq!(by_form.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&by_form), "/apps/com.example.ui");
 

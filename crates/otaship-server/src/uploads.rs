@@ -1,0 +1,537 @@
+//! Resumable uploads: create an upload (size, SHA-256, file name), send its parts in any order,
+//! then complete it.
+//!
+//! This module owns the upload's lifecycle and its bytes on disk. The bytes of an upload live in
+//! one file, `uploads/<id>.part` in the data directory, created at its full (sparse) length;
+//! each part is written at its own offset, so parts may arrive in any order and in parallel, and
+//! completing needs no copy. A part counts as received only once its length and SHA-256 matched
+//! what the client declared; a part sent again simply overwrites itself. Completing checks the
+//! whole file's SHA-256, then hands the file to the same ingest as a single-request upload.
+//!
+//! An upload nobody touches for `--upload-expiry` is abandoned: [`sweep_expired`] deletes its
+//! row and its file. Creating an upload for a file that already has an open upload returns that
+//! upload with the parts it holds, which is how an interrupted push resumes on any machine.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::AppState;
+use crate::db::{BuildRow, UploadRow};
+use crate::error::ApiError;
+use crate::ingest::{BuildDetails, Ingested, Received, TempUpload, ingest, storage_error, too_large};
+use crate::tokens::{hex, random_hex};
+
+/// Part size when the client does not ask for one.
+pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
+/// Smallest part size accepted (except for the last part, which holds the rest).
+pub const MIN_PART_SIZE: u64 = 1 << 20;
+/// Largest part size accepted.
+pub const MAX_PART_SIZE: u64 = 256 << 20;
+/// Most parts an upload may have; larger files get larger parts.
+pub const MAX_PARTS: u64 = 10_000;
+/// Bytes of a part gathered before one write to disk.
+const WRITE_BATCH: usize = 1 << 20;
+
+/// What a client asks for when it creates an upload.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    /// The file's name, for the record.
+    pub file_name: String,
+    /// Bytes of the whole file.
+    pub size: u64,
+    /// SHA-256 of the whole file, lower-case hex.
+    pub sha256: String,
+    /// Preferred part size.
+    pub part_size: Option<u64>,
+    /// What the build will be recorded with.
+    pub details: BuildDetails,
+}
+
+/// The answer to creating an upload.
+pub enum Created {
+    /// A new upload, or (`resumed`) the open upload of the same file with the parts it holds.
+    Upload {
+        /// The upload.
+        upload: UploadRow,
+        /// Whether it existed before this request.
+        resumed: bool,
+    },
+    /// The server already has a build of this file; there is nothing to send.
+    Build(BuildRow),
+}
+
+/// A part that was received and checked.
+#[derive(Debug, Clone)]
+pub struct PartReceipt {
+    /// Its number (1-based).
+    pub number: u32,
+    /// Its length.
+    pub size: u64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+}
+
+/// The number of parts of an upload.
+pub fn part_count(upload: &UploadRow) -> u32 {
+    u32::try_from(upload.size.div_ceil(upload.part_size)).unwrap_or(u32::MAX)
+}
+
+/// Part numbers not yet received, ascending.
+pub fn missing_parts(upload: &UploadRow) -> Vec<u32> {
+    let mut received = upload.received.iter().peekable();
+    (1..=part_count(upload))
+        .filter(|number| {
+            while received.next_if(|&&got| got < *number).is_some() {}
+            received.next_if_eq(&number).is_none()
+        })
+        .collect()
+}
+
+/// The byte range (offset, length) of part `number`, or an error that names the valid range.
+pub fn part_range(upload: &UploadRow, number: u32) -> Result<(u64, u64), ApiError> {
+    let count = part_count(upload);
+    if number == 0 || number > count {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-part-number",
+            format!("This upload has parts 1 to {count}; part {number} does not exist."),
+        ));
+    }
+    let offset = u64::from(number - 1) * upload.part_size;
+    Ok((offset, upload.part_size.min(upload.size - offset)))
+}
+
+/// The part size for a file: the client's preference within limits, raised so that no file needs
+/// more than [`MAX_PARTS`] parts.
+fn choose_part_size(size: u64, requested: Option<u64>) -> u64 {
+    let wanted = requested.unwrap_or(DEFAULT_PART_SIZE).clamp(MIN_PART_SIZE, MAX_PART_SIZE);
+    wanted.max(size.div_ceil(MAX_PARTS))
+}
+
+/// Where an upload's bytes live.
+fn upload_file(state: &AppState, upload_id: &str) -> io::Result<PathBuf> {
+    if upload_id.len() != 32 || !upload_id.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not an upload id"));
+    }
+    Ok(state.config.uploads_dir().join(format!("{upload_id}.part")))
+}
+
+/// Keeps only a plausible base name: clients send paths, and the name is only for people.
+fn clean_file_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
+    if cleaned.trim().is_empty() { "app.ipa".to_owned() } else { cleaned }
+}
+
+fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|byte| byte.is_ascii_hexdigit())
+}
+
+/// Creates an upload, resumes the open upload of the same file, or answers with the build that
+/// already holds it.
+pub async fn create(state: &AppState, request: NewUpload) -> Result<Created, ApiError> {
+    let sha256 = request.sha256.trim().to_ascii_lowercase();
+    if !is_sha256_hex(&sha256) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-sha256",
+            "`sha256` must be the file's SHA-256 as 64 hex digits (`shasum -a 256 app.ipa`).",
+        ));
+    }
+    if request.size == 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty-upload",
+            "`size` must be the file's length in bytes, above 0.",
+        ));
+    }
+    if request.size > state.config.max_upload_size {
+        return Err(too_large(state.config.max_upload_size));
+    }
+    if let Some(build) = state.db.build_by_sha256(&sha256).await? {
+        return Ok(Created::Build(build));
+    }
+    let expires_at = OffsetDateTime::now_utc() + state.config.upload_expiry;
+    if let Some(mut upload) = state.db.open_upload_for(&sha256, request.size).await? {
+        upload.notes = request.details.notes;
+        upload.channel = request.details.channel;
+        upload.metadata = request.details.metadata;
+        upload.expires_at = expires_at;
+        state.db.update_upload(&upload).await?;
+        return Ok(Created::Upload { upload, resumed: true });
+    }
+    let upload = UploadRow {
+        id: random_hex(16),
+        file_name: clean_file_name(&request.file_name),
+        size: request.size,
+        sha256,
+        part_size: choose_part_size(request.size, request.part_size),
+        notes: request.details.notes,
+        channel: request.details.channel,
+        metadata: request.details.metadata,
+        created_at: OffsetDateTime::now_utc(),
+        expires_at,
+        received: Vec::new(),
+    };
+    let path = upload_file(state, &upload.id).map_err(ApiError::internal)?;
+    // Sparse: the disk fills as parts arrive, and a full disk says so on the part that hits it.
+    let created = async {
+        let file = tokio::fs::File::create_new(&path).await?;
+        file.set_len(upload.size).await?;
+        file.sync_all().await
+    }
+    .await;
+    if let Err(error) = created {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(storage_error(error));
+    }
+    if let Err(error) = state.db.insert_upload(&upload).await {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(error.into());
+    }
+    tracing::info!(upload.id = %upload.id, size = upload.size, parts = part_count(&upload), "upload created");
+    Ok(Created::Upload { upload, resumed: false })
+}
+
+/// The open upload `id`, or a 404 that says how to go on.
+pub async fn find(state: &AppState, id: &str) -> Result<UploadRow, ApiError> {
+    if upload_file(state, id).is_err() {
+        return Err(upload_not_found());
+    }
+    state.db.upload(id).await?.ok_or_else(upload_not_found)
+}
+
+fn not_open() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "upload-not-open",
+        "This upload is being completed (or is gone); it takes no more parts.",
+    )
+}
+
+fn upload_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "upload-not-found",
+        "This upload does not exist: it was completed, cancelled, or abandoned for too long. Create a new upload \
+         (`otaship push` does this by itself).",
+    )
+}
+
+/// Receives part `number` of upload `id`: writes it at its offset while hashing it, then
+/// records it if its length and SHA-256 are the declared ones.
+pub async fn put_part<S, E>(
+    state: &AppState,
+    id: &str,
+    number: u32,
+    declared_sha256: [u8; 32],
+    declared_length: Option<u64>,
+    mut body: S,
+) -> Result<PartReceipt, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let upload = find(state, id).await?;
+    let (offset, expected) = part_range(&upload, number)?;
+    let size_mismatch = |got: u64| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "part-size-mismatch",
+            format!(
+                "Part {number} must be exactly {expected} bytes (the part size is {}; the last part holds the rest), \
+                 not {got}.",
+                upload.part_size
+            ),
+        )
+    };
+    if let Some(length) = declared_length
+        && length != expected
+    {
+        return Err(size_mismatch(length));
+    }
+    if !state.db.forget_part(id, number).await? {
+        return Err(not_open());
+    }
+    let path = upload_file(state, id).map_err(ApiError::internal)?;
+    let file = match tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(path)).await {
+        Ok(Ok(file)) => std::sync::Arc::new(file),
+        // Row without a file: a crash between creating both, or a sweep in progress.
+        Ok(Err(error)) if error.kind() == io::ErrorKind::NotFound => return Err(upload_not_found()),
+        Ok(Err(error)) => return Err(storage_error(error)),
+        Err(error) => return Err(ApiError::internal(error)),
+    };
+    // Bytes are hashed as they arrive and written in batches, each one positioned write on a
+    // blocking thread: far fewer thread hand-offs than one per network chunk.
+    let mut hasher = Sha256::new();
+    let mut received = 0u64;
+    let mut batch = bytes::BytesMut::with_capacity(WRITE_BATCH);
+    let mut written = 0u64;
+    loop {
+        let chunk = body.next().await;
+        if let Some(chunk) = &chunk {
+            let chunk = chunk.as_ref().map_err(|error| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "upload-interrupted",
+                    format!("Part {number} was cut off ({error}); send it again."),
+                )
+            })?;
+            received += chunk.len() as u64;
+            if received > expected {
+                return Err(size_mismatch(received));
+            }
+            hasher.update(chunk);
+            batch.extend_from_slice(chunk);
+        }
+        if batch.len() >= WRITE_BATCH || (chunk.is_none() && !batch.is_empty()) {
+            let bytes = batch.split().freeze();
+            let file = std::sync::Arc::clone(&file);
+            let at = offset + written;
+            written += bytes.len() as u64;
+            tokio::task::spawn_blocking(move || write_all_at(&file, &bytes, at))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(storage_error)?;
+        }
+        if chunk.is_none() {
+            break;
+        }
+    }
+    if received != expected {
+        return Err(size_mismatch(received));
+    }
+    let digest: [u8; 32] = hasher.finalize().into();
+    if digest != declared_sha256 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "part-checksum-mismatch",
+            format!(
+                "Part {number} arrived with SHA-256 {} but was declared as {}: it was damaged on the way; send it again.",
+                hex(&digest),
+                hex(&declared_sha256)
+            ),
+        ));
+    }
+    // No fsync per part: completing syncs the whole file once, and checks its SHA-256, so a part
+    // lost to a power cut is caught there (the push then starts again) rather than trusted.
+    let expires_at = OffsetDateTime::now_utc() + state.config.upload_expiry;
+    let sha256 = hex(&digest);
+    if !state.db.record_part(id, number, expected, &sha256, expires_at).await? {
+        return Err(not_open());
+    }
+    Ok(PartReceipt { number, size: expected, sha256 })
+}
+
+/// Completes upload `id`: every part must be there and the whole file must have the declared
+/// SHA-256; then it becomes a build (or, for a file already uploaded, the existing build). The
+/// upload is gone afterwards whatever the outcome, except when parts are missing.
+pub async fn complete(state: &AppState, id: &str) -> Result<Ingested, ApiError> {
+    let upload = find(state, id).await?;
+    let missing = missing_parts(&upload);
+    if !missing.is_empty() {
+        let listed: Vec<String> = missing.iter().take(20).map(u32::to_string).collect();
+        let more = if missing.len() > 20 { format!(" and {} more", missing.len() - 20) } else { String::new() };
+        let message = match missing.as_slice() {
+            [one] => format!("Part {one} has not been received; send it, then complete again."),
+            _ => format!("Parts {}{more} have not been received; send them, then complete again.", listed.join(", ")),
+        };
+        return Err(ApiError::new(StatusCode::CONFLICT, "upload-incomplete", message));
+    }
+    if !state.db.begin_completing(id).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "upload-not-open",
+            "This upload is already being completed by another request.",
+        ));
+    }
+    // From here the upload is consumed: its file becomes a temporary upload (deleted on any
+    // failure below), and its row goes.
+    let mut temp = TempUpload::new(&state.config.temp_dir());
+    let source = upload_file(state, id).map_err(ApiError::internal)?;
+    let moved = tokio::fs::rename(&source, temp.path()).await;
+    state.db.delete_upload(id).await?;
+    if let Err(error) = moved {
+        temp.keep();
+        return Err(ApiError::internal(format!("the file of upload {id} is missing: {error}")));
+    }
+    let path = temp.path().to_owned();
+    // One read of the whole file: its checksum, and (sync) the durability of its parts.
+    let digest = tokio::task::spawn_blocking(move || sha256_of_file(&path))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    if digest != upload.sha256 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "checksum-mismatch",
+            format!(
+                "The assembled file has SHA-256 {digest}, not the declared {}: the declared checksum or the parts \
+                 are wrong. The upload was discarded; push the file again.",
+                upload.sha256
+            ),
+        ));
+    }
+    let received = Received { file: temp, size: upload.size, sha256: digest };
+    let details = BuildDetails { notes: upload.notes, channel: upload.channel, metadata: upload.metadata };
+    ingest(state, received, details).await
+}
+
+/// Cancels upload `id`, deleting its bytes.
+pub async fn abort(state: &AppState, id: &str) -> Result<(), ApiError> {
+    find(state, id).await?;
+    discard(state, id).await
+}
+
+async fn discard(state: &AppState, id: &str) -> Result<(), ApiError> {
+    state.db.delete_upload(id).await?;
+    let path = upload_file(state, id).map_err(ApiError::internal)?;
+    match tokio::fs::remove_file(&path).await {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(ApiError::internal(error)),
+        _ => Ok(()),
+    }
+}
+
+/// Deletes abandoned uploads (past their expiry), and upload files that no row owns (a crash
+/// between writing the file and the row). Returns how many uploads were deleted.
+pub async fn sweep_expired(state: &AppState) -> anyhow::Result<usize> {
+    let expired = state.db.expired_upload_ids().await?;
+    for id in &expired {
+        if let Err(error) = discard(state, id).await {
+            tracing::warn!(upload.id = %id, error = %error.message, "could not delete an abandoned upload");
+        } else {
+            tracing::info!(upload.id = %id, "deleted an abandoned upload");
+        }
+    }
+    Ok(expired.len())
+}
+
+/// Removes upload files without a row (start-up, after a crash).
+pub async fn remove_orphan_files(state: &AppState) -> anyhow::Result<()> {
+    let known: std::collections::HashSet<String> = state.db.upload_ids().await?.into_iter().collect();
+    let mut entries = tokio::fs::read_dir(state.config.uploads_dir()).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        let name = entry.file_name();
+        let id = name.to_str().and_then(|name| name.strip_suffix(".part"));
+        if id.is_none_or(|id| !known.contains(id)) {
+            tracing::warn!(file = %entry.path().display(), "removing an upload file no upload owns");
+            tokio::fs::remove_file(entry.path()).await.ok();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn write_all_at(file: &std::fs::File, bytes: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
+}
+
+#[cfg(not(unix))]
+fn write_all_at(mut file: &std::fs::File, bytes: &[u8], offset: u64) -> io::Result<()> {
+    use std::io::{Seek, Write};
+    file.seek(io::SeekFrom::Start(offset))?;
+    file.write_all(bytes)
+}
+
+/// The SHA-256 of a file, which is also flushed to disk.
+fn sha256_of_file(path: &Path) -> io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    file.sync_all()?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Parses an RFC 9530 `Content-Digest` header and returns its `sha-256` value.
+pub fn sha256_from_content_digest(header: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
+    header.split(',').find_map(|member| {
+        let (algorithm, value) = member.split_once('=')?;
+        if !algorithm.trim().eq_ignore_ascii_case("sha-256") {
+            return None;
+        }
+        let encoded = value.trim().strip_prefix(':')?.strip_suffix(':')?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+        bytes.try_into().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upload(size: u64, part_size: u64, received: Vec<u32>) -> UploadRow {
+        UploadRow {
+            id: "0".repeat(32),
+            file_name: "app.ipa".into(),
+            size,
+            sha256: "0".repeat(64),
+            part_size,
+            notes: None,
+            channel: "default".into(),
+            metadata: Default::default(),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            expires_at: OffsetDateTime::UNIX_EPOCH,
+            received,
+        }
+    }
+
+    #[test]
+    fn parts_cover_the_file_and_the_last_holds_the_rest() {
+        let upload = upload(10, 4, vec![]);
+        assert_eq!(part_count(&upload), 3);
+        assert_eq!(part_range(&upload, 1).ok(), Some((0, 4)));
+        assert_eq!(part_range(&upload, 3).ok(), Some((8, 2)));
+        assert!(part_range(&upload, 0).is_err());
+        assert!(part_range(&upload, 4).is_err());
+        assert_eq!(part_count(&super::tests::upload(8, 4, vec![])), 2);
+    }
+
+    #[test]
+    fn missing_parts_are_the_complement_of_the_received() {
+        assert_eq!(missing_parts(&upload(10, 1, vec![1, 2, 5, 10])), vec![3, 4, 6, 7, 8, 9]);
+        assert_eq!(missing_parts(&upload(3, 1, vec![1, 2, 3])), Vec::<u32>::new());
+        assert_eq!(missing_parts(&upload(3, 1, vec![])), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn part_sizes_stay_within_limits() {
+        assert_eq!(choose_part_size(100, None), DEFAULT_PART_SIZE);
+        assert_eq!(choose_part_size(100, Some(1)), MIN_PART_SIZE);
+        assert_eq!(choose_part_size(100, Some(u64::MAX)), MAX_PART_SIZE);
+        let huge = 4 * MAX_PARTS * MAX_PART_SIZE;
+        assert!(huge.div_ceil(choose_part_size(huge, None)) <= MAX_PARTS);
+    }
+
+    #[test]
+    fn content_digest_is_read_as_rfc_9530_says() {
+        let digest =
+            sha256_from_content_digest("sha-512=:AAAA:, sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:");
+        assert_eq!(
+            digest.map(|bytes| hex(&bytes)).as_deref(),
+            Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        );
+        assert_eq!(sha256_from_content_digest("sha-256=47DEQpj8HBSa"), None);
+        assert_eq!(sha256_from_content_digest("sha-256=:AAAA:"), None);
+    }
+
+    #[test]
+    fn file_names_lose_their_paths() {
+        assert_eq!(clean_file_name("/home/ci/build/My App.ipa"), "My App.ipa");
+        assert_eq!(clean_file_name("C:\\build\\x.ipa"), "x.ipa");
+        assert_eq!(clean_file_name("../"), "app.ipa");
+    }
+}
