@@ -145,6 +145,10 @@ impl Remote {
             // Between bytes, not for the whole transfer: a large part on a slow link is fine.
             .read_timeout(Duration::from_secs(120))
             .user_agent(concat!("otaship/", env!("CARGO_PKG_VERSION")))
+            // Parallel parts on parallel HTTP/1.1 connections: each is decrypted and written by
+            // its own task on the server, where one HTTP/2 connection funnels every part
+            // through one.
+            .http1_only()
             .build()
             .context("cannot set up HTTPS")?;
         Ok(Remote { base, token, http })

@@ -35,14 +35,16 @@ fn manifest_url(input: &str) -> Result<url::Url, Failure> {
     let refused = |message: String| Failure::Refused { code: "bad-manifest-url".into(), message };
     let text = if input.get(..16).is_some_and(|scheme| scheme.eq_ignore_ascii_case("itms-services://")) {
         let query = input.split_once('?').map(|(_, query)| query).unwrap_or("");
-        // A hand-made link may leave the manifest URL unencoded, so everything after `url=` is
-        // the URL, whatever `&` it holds.
-        let raw = query
-            .split('&')
+        let pairs: Vec<&str> = query.split('&').collect();
+        let index = pairs
+            .iter()
             .position(|pair| pair.starts_with("url="))
-            .map(|index| query.split('&').skip(index).collect::<Vec<_>>().join("&"))
-            .and_then(|rest| rest.strip_prefix("url=").map(str::to_owned))
             .ok_or_else(|| refused(format!("{input:?} has no url= parameter")))?;
+        let value = &pairs[index]["url=".len()..];
+        // An encoded URL ends at the next `&`; a hand-made link may leave the URL unencoded, and
+        // then everything after `url=` is the URL, whatever `&` it holds.
+        let raw =
+            if value.contains("://") { pairs[index..].join("&")["url=".len()..].to_owned() } else { value.to_owned() };
         percent_encoding::percent_decode_str(&raw).decode_utf8_lossy().into_owned()
     } else {
         input.to_owned()
@@ -78,6 +80,8 @@ mod tests {
         let url = manifest_url("itms-services://?action=download-manifest&url=https://h/m.plist?a=1&b=2").ok();
         assert_eq!(url.map(String::from).as_deref(), Some("https://h/m.plist?a=1&b=2"));
         let url = manifest_url("itms-services://?action=download-manifest&url=https%3A%2F%2Fh%2Fm.plist").ok();
+        assert_eq!(url.map(String::from).as_deref(), Some("https://h/m.plist"));
+        let url = manifest_url("itms-services://?url=https%3A%2F%2Fh%2Fm.plist&action=download-manifest").ok();
         assert_eq!(url.map(String::from).as_deref(), Some("https://h/m.plist"));
     }
 

@@ -224,7 +224,9 @@ impl Push<'_> {
             .map_err(|error| Failure::Failed(anyhow!("hashing failed: {error}")))?
             .with_context(|| format!("cannot read {}", self.args.file.display()))?;
         let mut created = self.create(&sha256).await?;
-        // Completing may be retried after a lost answer; the server then tells which it did.
+        // Each round sends what the server lacks and completes. Another round follows when the
+        // answer to completing was lost, or when another push of the same file took the upload
+        // over; declaring the file again then says where things stand.
         for _ in 0..=self.args.retries {
             let upload = match (created.upload, created.build) {
                 (_, Some(build)) => return Ok(Outcome { build, created: false }),
@@ -233,7 +235,14 @@ impl Push<'_> {
                     return Err(Failure::Failed(anyhow!("the server answered neither an upload nor a build")));
                 }
             };
-            self.send_parts(&upload, &digests).await?;
+            if let Err(error) = self.send_parts(&upload, &digests).await {
+                if !changed_hands(&error) {
+                    return Err(stopped(error));
+                }
+                eprintln!("the upload changed hands ({error}); asking the server where it stands");
+                created = self.create(&sha256).await?;
+                continue;
+            }
             let request = self.remote.request(Method::POST, &format!("/api/v1/uploads/{}/complete", upload.id));
             match self.remote.send(request).await {
                 Ok(response) => {
@@ -241,7 +250,7 @@ impl Push<'_> {
                     let build = response.json().await.map_err(|error| Failure::from(CallError::Transport(error)))?;
                     return Ok(Outcome { build, created });
                 }
-                Err(error) if error.is_transient() => {
+                Err(error) if error.is_transient() || changed_hands(&error) => {
                     eprintln!("completing the upload failed ({error}); asking the server where it stands");
                     tokio::time::sleep(backoff(1)).await;
                     created = self.create(&sha256).await?;
@@ -252,7 +261,7 @@ impl Push<'_> {
         Err(Failure::Failed(anyhow!("the server could not complete the upload; run the same command again")))
     }
 
-    async fn send_parts(&self, upload: &UploadState, digests: &PartDigests) -> Result<(), Failure> {
+    async fn send_parts(&self, upload: &UploadState, digests: &PartDigests) -> Result<(), CallError> {
         let part_length =
             |number: u32| upload.part_size.min(self.size.saturating_sub(u64::from(number - 1) * upload.part_size));
         let missing_bytes: u64 = upload.missing_parts.iter().map(|&number| part_length(number)).sum();
@@ -264,9 +273,10 @@ impl Push<'_> {
             );
         }
         let progress = Arc::new(Progress::start(self.progress_mode(), self.size, self.size - missing_bytes));
-        let file = File::open(&self.args.file).with_context(|| format!("cannot open {}", self.args.file.display()))?;
-        let source =
-            Arc::new(FileSource::new(file).with_context(|| format!("cannot read {}", self.args.file.display()))?);
+        let source = File::open(&self.args.file)
+            .and_then(FileSource::new)
+            .map_err(|error| io_as_call_error(&self.args.file, error))?;
+        let source = Arc::new(source);
         let sent = futures_util::stream::iter(upload.missing_parts.iter().copied())
             .map(|number| {
                 let offset = u64::from(number - 1) * upload.part_size;
@@ -282,13 +292,7 @@ impl Push<'_> {
             .try_collect::<Vec<()>>()
             .await;
         progress.finish();
-        sent.map(drop).map_err(|error| match Failure::from(error) {
-            Failure::Failed(cause) => Failure::Failed(anyhow!(
-                "the upload stopped: {cause:#}. Run the same command again to resume: the server keeps the parts \
-                 it received (for 24 h unless it was set up otherwise)"
-            )),
-            other => other,
-        })
+        sent.map(drop)
     }
 
     async fn send_part(
@@ -357,6 +361,24 @@ fn io_as_call_error(path: &Path, error: std::io::Error) -> CallError {
         status: reqwest::StatusCode::INTERNAL_SERVER_ERROR,
         code: "local-read-failed".to_owned(),
         message: format!("cannot read {}: {error}", path.display()),
+    }
+}
+
+/// Whether the upload was completed, taken over or dropped by someone else (another push of the
+/// same file, usually): declaring the file again tells what became of it.
+fn changed_hands(error: &CallError) -> bool {
+    matches!(error, CallError::Status { code, .. }
+        if code == "upload-not-open" || code == "upload-not-found" || code == "upload-incomplete")
+}
+
+/// The failure of a push whose parts could not all be sent: running it again resumes.
+fn stopped(error: CallError) -> Failure {
+    match Failure::from(error) {
+        Failure::Failed(cause) => Failure::Failed(anyhow!(
+            "the upload stopped: {cause:#}. Run the same command again to resume: the server keeps the parts it \
+             received (for 24 h unless it was set up otherwise)"
+        )),
+        other => other,
     }
 }
 

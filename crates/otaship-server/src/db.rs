@@ -582,6 +582,16 @@ impl Db {
         Ok(open)
     }
 
+    /// The SHA-256 recorded for part `number`, if it was received.
+    pub async fn part_sha256(&self, upload_id: &str, number: u32) -> Result<Option<String>, DbError> {
+        let row = sqlx::query("SELECT sha256 FROM upload_parts WHERE upload_id = ?1 AND number = ?2")
+            .bind(upload_id)
+            .bind(i64::from(number))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| row.try_get("sha256")).transpose().map_err(DbError::from)
+    }
+
     /// Moves an open upload to `completing`, so that exactly one request assembles it.
     pub async fn begin_completing(&self, upload_id: &str) -> Result<bool, DbError> {
         let result = sqlx::query("UPDATE uploads SET state = 'completing' WHERE id = ?1 AND state = 'open'")

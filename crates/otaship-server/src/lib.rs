@@ -44,6 +44,8 @@ pub struct AppState {
     pub bound: Arc<std::sync::OnceLock<BoundAddresses>>,
     /// The latest self-check.
     pub self_check: Arc<std::sync::RwLock<Option<self_check::SelfCheck>>>,
+    /// Checksums of resumable uploads' received prefixes, computed while parts arrive.
+    pub prefix_hashes: Arc<uploads::PrefixHashes>,
 }
 
 /// Where the server really listens.
@@ -90,6 +92,7 @@ impl AppState {
             tls,
             bound: Arc::default(),
             self_check: Arc::default(),
+            prefix_hashes: Arc::default(),
         };
         ingest::reconcile(&state).await.context("cannot clean up the data directory")?;
         uploads::sweep_expired(&state).await.context("cannot delete abandoned uploads")?;

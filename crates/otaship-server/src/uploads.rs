@@ -8,12 +8,19 @@
 //! what the client declared; a part sent again simply overwrites itself. Completing checks the
 //! whole file's SHA-256, then hands the file to the same ingest as a single-request upload.
 //!
+//! Completing must hash the whole file, which for a large build takes most of a second per GiB;
+//! so while parts arrive, [`PrefixHashes`] hashes the received prefix in the background, and
+//! completing only hashes what is left. That state lives in this instance's memory: an instance
+//! that did not see the parts (or restarted) simply hashes the whole file.
+//!
 //! An upload nobody touches for `--upload-expiry` is abandoned: [`sweep_expired`] deletes its
 //! row and its file. Creating an upload for a file that already has an open upload returns that
 //! upload with the parts it holds, which is how an interrupted push resumes on any machine.
 
-use std::io::{self, Read};
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
@@ -256,8 +263,16 @@ where
     {
         return Err(size_mismatch(length));
     }
-    if !state.db.forget_part(id, number).await? {
-        return Err(not_open());
+    // The same part again (a retry whose first answer was lost, or another push of the same
+    // file): its bytes are on disk already, so the body is only checked, never written, and a
+    // resend damaged on the way cannot spoil them. Other content replaces the part, which stops
+    // counting until it is checked.
+    let already_there = state.db.part_sha256(id, number).await?.as_deref() == Some(hex(&declared_sha256).as_str());
+    if !already_there {
+        if !state.db.forget_part(id, number).await? {
+            return Err(not_open());
+        }
+        state.prefix_hashes.forget(id, number, offset).await;
     }
     let path = upload_file(state, id).map_err(ApiError::internal)?;
     let file = match tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(path)).await {
@@ -290,7 +305,9 @@ where
             hasher.update(chunk);
             batch.extend_from_slice(chunk);
         }
-        if batch.len() >= WRITE_BATCH || (chunk.is_none() && !batch.is_empty()) {
+        if already_there {
+            batch.clear();
+        } else if batch.len() >= WRITE_BATCH || (chunk.is_none() && !batch.is_empty()) {
             let bytes = batch.split().freeze();
             let file = std::sync::Arc::clone(&file);
             let at = offset + written;
@@ -326,6 +343,9 @@ where
     if !state.db.record_part(id, number, expected, &sha256, expires_at).await? {
         return Err(not_open());
     }
+    if !already_there {
+        state.prefix_hashes.received(state, &upload, number).await;
+    }
     Ok(PartReceipt { number, size: expected, sha256 })
 }
 
@@ -353,6 +373,8 @@ pub async fn complete(state: &AppState, id: &str) -> Result<Ingested, ApiError> 
     }
     // From here the upload is consumed: its file becomes a temporary upload (deleted on any
     // failure below), and its row goes.
+    // Taken before the file moves, so that no background step is reading it.
+    let prefix = state.prefix_hashes.take(id).await;
     let mut temp = TempUpload::new(&state.config.temp_dir());
     let source = upload_file(state, id).map_err(ApiError::internal)?;
     let moved = tokio::fs::rename(&source, temp.path()).await;
@@ -362,11 +384,20 @@ pub async fn complete(state: &AppState, id: &str) -> Result<Ingested, ApiError> 
         return Err(ApiError::internal(format!("the file of upload {id} is missing: {error}")));
     }
     let path = temp.path().to_owned();
-    // One read of the whole file: its checksum, and (sync) the durability of its parts.
-    let digest = tokio::task::spawn_blocking(move || sha256_of_file(&path))
+    let used_prefix = prefix.as_ref().is_some_and(|(hashed, _)| *hashed > 0);
+    // Syncs the file (the parts were written without), then hashes what the prefix lacks.
+    let mut digest = tokio::task::spawn_blocking(move || finish_sha256(&path, prefix))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
+    if digest != upload.sha256 && used_prefix {
+        // Before refusing a whole upload, make sure the shortcut was not the one at fault.
+        let path = temp.path().to_owned();
+        digest = tokio::task::spawn_blocking(move || finish_sha256(&path, None))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+    }
     if digest != upload.sha256 {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -390,6 +421,7 @@ pub async fn abort(state: &AppState, id: &str) -> Result<(), ApiError> {
 }
 
 async fn discard(state: &AppState, id: &str) -> Result<(), ApiError> {
+    state.prefix_hashes.discard(id);
     state.db.delete_upload(id).await?;
     let path = upload_file(state, id).map_err(ApiError::internal)?;
     match tokio::fs::remove_file(&path).await {
@@ -439,20 +471,128 @@ fn write_all_at(mut file: &std::fs::File, bytes: &[u8], offset: u64) -> io::Resu
     file.write_all(bytes)
 }
 
-/// The SHA-256 of a file, which is also flushed to disk.
-fn sha256_of_file(path: &Path) -> io::Result<String> {
+/// Flushes a completed upload's file to disk and returns its SHA-256, continuing from the
+/// prefix hashed while parts arrived.
+fn finish_sha256(path: &Path, prefix: Option<(u64, Sha256)>) -> io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     file.sync_all()?;
-    let mut hasher = Sha256::new();
+    let (start, hasher) = prefix.unwrap_or_default();
+    file.seek(io::SeekFrom::Start(start))?;
+    Ok(hex(&hash_rest(&mut file, hasher)?.finalize()))
+}
+
+/// Feeds everything from the file's position to its end into `hasher`.
+fn hash_rest(file: &mut std::fs::File, mut hasher: Sha256) -> io::Result<Sha256> {
     let mut buffer = vec![0u8; 1 << 20];
     loop {
         let read = file.read(&mut buffer)?;
         if read == 0 {
-            break;
+            return Ok(hasher);
         }
         hasher.update(&buffer[..read]);
     }
-    Ok(hex(&hasher.finalize()))
+}
+
+/// The SHA-256 state of each open upload's received prefix (parts 1..k, all received), advanced
+/// in the background as parts arrive. In memory only: see the module documentation.
+#[derive(Default)]
+pub struct PrefixHashes {
+    uploads: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Prefix>>>>,
+}
+
+#[derive(Default)]
+struct Prefix {
+    /// Bytes hashed from the start.
+    hashed_to: u64,
+    hasher: Sha256,
+    /// Parts received (by this instance) and not yet hashed.
+    waiting: BTreeSet<u32>,
+}
+
+impl PrefixHashes {
+    fn entry(&self, id: &str) -> Arc<tokio::sync::Mutex<Prefix>> {
+        let mut uploads = self.uploads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(uploads.entry(id.to_owned()).or_default())
+    }
+
+    /// Part `number` (at `offset`) is about to be written again: if it was hashed, the prefix
+    /// must start over.
+    async fn forget(&self, id: &str, number: u32, offset: u64) {
+        let entry = self.entry(id);
+        let mut prefix = entry.lock().await;
+        prefix.waiting.remove(&number);
+        if offset < prefix.hashed_to {
+            let waiting = std::mem::take(&mut prefix.waiting);
+            *prefix = Prefix { waiting, ..Prefix::default() };
+        }
+    }
+
+    /// Part `number` was recorded: hash the prefix as far as the received parts now reach, in
+    /// the background.
+    async fn received(&self, state: &AppState, upload: &UploadRow, number: u32) {
+        let entry = self.entry(&upload.id);
+        entry.lock().await.waiting.insert(number);
+        let (Ok(path), part_size, size) = (upload_file(state, &upload.id), upload.part_size, upload.size) else {
+            return;
+        };
+        tokio::spawn(async move {
+            let mut prefix = entry.lock().await;
+            loop {
+                let next = u32::try_from(prefix.hashed_to / part_size + 1).unwrap_or(u32::MAX);
+                if prefix.hashed_to >= size || !prefix.waiting.remove(&next) {
+                    return;
+                }
+                let (start, hasher) = (prefix.hashed_to, prefix.hasher.clone());
+                let length = part_size.min(size - start);
+                let path = path.clone();
+                let hashed = tokio::task::spawn_blocking(move || -> io::Result<Sha256> {
+                    let mut file = std::fs::File::open(path)?;
+                    file.seek(io::SeekFrom::Start(start))?;
+                    let mut hasher = hasher;
+                    let mut part = Read::take(&mut file, length);
+                    io::copy(&mut part, &mut HashWriter(&mut hasher))?;
+                    Ok(hasher)
+                })
+                .await;
+                match hashed {
+                    Ok(Ok(hasher)) => {
+                        prefix.hasher = hasher;
+                        prefix.hashed_to = start + length;
+                    }
+                    // The upload went away meanwhile; what was hashed stays valid.
+                    _ => return,
+                }
+            }
+        });
+    }
+
+    /// Takes an upload's prefix (waiting for a background step to finish): the bytes hashed
+    /// and the state to continue from.
+    async fn take(&self, id: &str) -> Option<(u64, Sha256)> {
+        let entry = self.uploads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id)?;
+        let mut prefix = entry.lock().await;
+        let taken = std::mem::take(&mut *prefix);
+        Some((taken.hashed_to, taken.hasher))
+    }
+
+    /// Drops an upload's prefix (cancelled or abandoned).
+    fn discard(&self, id: &str) {
+        self.uploads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+    }
+}
+
+/// Lets `io::copy` feed a hasher.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl io::Write for HashWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Parses an RFC 9530 `Content-Digest` header and returns its `sha-256` value.

@@ -308,6 +308,13 @@ pub fn server_config(resolver: Arc<dyn ResolvesServerCert>, acme_validation: boo
     Ok(Arc::new(config))
 }
 
+/// Bytes one HTTP/2 stream may send before the server acknowledges them.
+const H2_STREAM_WINDOW: u32 = 8 << 20;
+/// Bytes all streams of a connection may send before the server acknowledges them.
+const H2_CONNECTION_WINDOW: u32 = 32 << 20;
+/// Largest HTTP/2 frame a client may send.
+const H2_MAX_FRAME: u32 = 1 << 20;
+
 /// Serves `router` over TLS on `listener` until `shutdown` resolves, then lets the requests in
 /// flight finish (up to a grace period).
 pub async fn serve(
@@ -319,6 +326,16 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(config);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    // HTTP/2's default 64 KiB flow-control windows make every upload (Safari and curl speak
+    // HTTP/2 here) wait for a window update every 64 KiB: a 1 GiB upload took 20-30 s instead
+    // of 3. Larger windows let a client keep the connection full; larger frames cost fewer
+    // frame headers and wake-ups.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_frame_size(H2_MAX_FRAME);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
