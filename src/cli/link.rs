@@ -43,9 +43,14 @@ fn manifest_url(input: &str) -> Result<url::Url, Failure> {
         let value = &pairs[index]["url=".len()..];
         // An encoded URL ends at the next `&`; a hand-made link may leave the URL unencoded, and
         // then everything after `url=` is the URL, whatever `&` it holds.
-        let raw =
-            if value.contains("://") { pairs[index..].join("&")["url=".len()..].to_owned() } else { value.to_owned() };
-        percent_encoding::percent_decode_str(&raw).decode_utf8_lossy().into_owned()
+        // (An `action=` pair after it belongs to the link, not to the URL; and an unencoded URL is
+        // taken as it is, since its own `%xx` must stay encoded.)
+        if value.contains("://") {
+            let rest: Vec<&str> = pairs[index..].iter().copied().filter(|pair| !pair.starts_with("action=")).collect();
+            rest.join("&")["url=".len()..].to_owned()
+        } else {
+            percent_encoding::percent_decode_str(value).decode_utf8_lossy().into_owned()
+        }
     } else {
         input.to_owned()
     };
@@ -83,6 +88,8 @@ mod tests {
         assert_eq!(url.map(String::from).as_deref(), Some("https://h/m.plist"));
         let url = manifest_url("itms-services://?url=https%3A%2F%2Fh%2Fm.plist&action=download-manifest").ok();
         assert_eq!(url.map(String::from).as_deref(), Some("https://h/m.plist"));
+        let url = manifest_url("itms-services://?url=https://h/m.plist?t=a%26b&action=download-manifest").ok();
+        assert_eq!(url.map(String::from).as_deref(), Some("https://h/m.plist?t=a%26b"));
     }
 
     #[test]

@@ -616,6 +616,12 @@ impl Db {
         rows.iter().map(|row| row.try_get("id").map_err(DbError::from)).collect()
     }
 
+    /// Ids of uploads in the middle of completing (at start-up: cut off by a crash).
+    pub async fn completing_upload_ids(&self) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query("SELECT id FROM uploads WHERE state = 'completing'").fetch_all(&self.pool).await?;
+        rows.iter().map(|row| row.try_get("id").map_err(DbError::from)).collect()
+    }
+
     /// Ids of every upload (expired or not), for reconciling files at start-up.
     pub async fn upload_ids(&self) -> Result<Vec<String>, DbError> {
         let rows = sqlx::query("SELECT id FROM uploads").fetch_all(&self.pool).await?;

@@ -45,7 +45,7 @@ pub struct AppState {
     /// The latest self-check.
     pub self_check: Arc<std::sync::RwLock<Option<self_check::SelfCheck>>>,
     /// Checksums of resumable uploads' received prefixes, computed while parts arrive.
-    pub prefix_hashes: Arc<uploads::PrefixHashes>,
+    pub in_flight: Arc<uploads::InFlight>,
 }
 
 /// Where the server really listens.
@@ -92,7 +92,7 @@ impl AppState {
             tls,
             bound: Arc::default(),
             self_check: Arc::default(),
-            prefix_hashes: Arc::default(),
+            in_flight: Arc::default(),
         };
         ingest::reconcile(&state).await.context("cannot clean up the data directory")?;
         uploads::sweep_expired(&state).await.context("cannot delete abandoned uploads")?;

@@ -9,7 +9,7 @@
 //! whole file's SHA-256, then hands the file to the same ingest as a single-request upload.
 //!
 //! Completing must hash the whole file, which for a large build takes most of a second per GiB;
-//! so while parts arrive, [`PrefixHashes`] hashes the received prefix in the background, and
+//! so while parts arrive, [`InFlight`] hashes the received prefix in the background, and
 //! completing only hashes what is left. That state lives in this instance's memory: an instance
 //! that did not see the parts (or restarted) simply hashes the whole file.
 //!
@@ -272,8 +272,9 @@ where
         if !state.db.forget_part(id, number).await? {
             return Err(not_open());
         }
-        state.prefix_hashes.forget(id, number, offset).await;
+        state.in_flight.forget(id, number, offset).await;
     }
+    let gate = state.in_flight.gate(id);
     let path = upload_file(state, id).map_err(ApiError::internal)?;
     let file = match tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(path)).await {
         Ok(Ok(file)) => std::sync::Arc::new(file),
@@ -284,47 +285,57 @@ where
     };
     // Bytes are hashed as they arrive and written in batches, each one positioned write on a
     // blocking thread: far fewer thread hand-offs than one per network chunk.
-    let mut hasher = Sha256::new();
-    let mut received = 0u64;
-    let mut batch = bytes::BytesMut::with_capacity(WRITE_BATCH);
-    let mut written = 0u64;
-    loop {
-        let chunk = body.next().await;
-        if let Some(chunk) = &chunk {
-            let chunk = chunk.as_ref().map_err(|error| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "upload-interrupted",
-                    format!("Part {number} was cut off ({error}); send it again."),
-                )
-            })?;
-            received += chunk.len() as u64;
-            if received > expected {
-                return Err(size_mismatch(received));
+    let written = async {
+        let mut hasher = Sha256::new();
+        let mut received = 0u64;
+        let mut batch = bytes::BytesMut::with_capacity(WRITE_BATCH);
+        let mut written = 0u64;
+        loop {
+            let chunk = body.next().await;
+            if let Some(chunk) = &chunk {
+                let chunk = chunk.as_ref().map_err(|error| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "upload-interrupted",
+                        format!("Part {number} was cut off ({error}); send it again."),
+                    )
+                })?;
+                received += chunk.len() as u64;
+                if received > expected {
+                    return Err(size_mismatch(received));
+                }
+                hasher.update(chunk);
+                batch.extend_from_slice(chunk);
             }
-            hasher.update(chunk);
-            batch.extend_from_slice(chunk);
+            if already_there {
+                batch.clear();
+            } else if batch.len() >= WRITE_BATCH || (chunk.is_none() && !batch.is_empty()) {
+                let bytes = batch.split().freeze();
+                let file = std::sync::Arc::clone(&file);
+                let at = offset + written;
+                written += bytes.len() as u64;
+                let permit = state.in_flight.write_permit(&gate, id, number, at).await?;
+                tokio::task::spawn_blocking(move || write_all_at(&file, &bytes, at))
+                    .await
+                    .map_err(ApiError::internal)?
+                    .map_err(storage_error)?;
+                drop(permit);
+            }
+            if chunk.is_none() {
+                break;
+            }
         }
-        if already_there {
-            batch.clear();
-        } else if batch.len() >= WRITE_BATCH || (chunk.is_none() && !batch.is_empty()) {
-            let bytes = batch.split().freeze();
-            let file = std::sync::Arc::clone(&file);
-            let at = offset + written;
-            written += bytes.len() as u64;
-            tokio::task::spawn_blocking(move || write_all_at(&file, &bytes, at))
-                .await
-                .map_err(ApiError::internal)?
-                .map_err(storage_error)?;
+        if received != expected {
+            return Err(size_mismatch(received));
         }
-        if chunk.is_none() {
-            break;
-        }
+        Ok::<[u8; 32], ApiError>(hasher.finalize().into())
     }
-    if received != expected {
-        return Err(size_mismatch(received));
+    .await;
+    if !already_there {
+        // Whatever was written, the prefix hashed before it may no longer be what is on disk.
+        state.in_flight.forget(id, number, offset).await;
     }
-    let digest: [u8; 32] = hasher.finalize().into();
+    let digest = written?;
     if digest != declared_sha256 {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -344,7 +355,7 @@ where
         return Err(not_open());
     }
     if !already_there {
-        state.prefix_hashes.received(state, &upload, number).await;
+        state.in_flight.received(state, &upload, number).await;
     }
     Ok(PartReceipt { number, size: expected, sha256 })
 }
@@ -372,13 +383,15 @@ pub async fn complete(state: &AppState, id: &str) -> Result<Ingested, ApiError> 
         ));
     }
     // From here the upload is consumed: its file becomes a temporary upload (deleted on any
-    // failure below), and its row goes.
-    // Taken before the file moves, so that no background step is reading it.
-    let prefix = state.prefix_hashes.take(id).await;
+    // failure below), and its row goes. No part is written any more once it is closed, and the
+    // prefix is taken before the file moves, so that no background step reads it.
+    state.in_flight.close(id).await;
+    let prefix = state.in_flight.take(id).await;
     let mut temp = TempUpload::new(&state.config.temp_dir());
     let source = upload_file(state, id).map_err(ApiError::internal)?;
     let moved = tokio::fs::rename(&source, temp.path()).await;
     state.db.delete_upload(id).await?;
+    state.in_flight.discard(id);
     if let Err(error) = moved {
         temp.keep();
         return Err(ApiError::internal(format!("the file of upload {id} is missing: {error}")));
@@ -417,11 +430,18 @@ pub async fn complete(state: &AppState, id: &str) -> Result<Ingested, ApiError> 
 /// Cancels upload `id`, deleting its bytes.
 pub async fn abort(state: &AppState, id: &str) -> Result<(), ApiError> {
     find(state, id).await?;
+    if !state.db.begin_completing(id).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "upload-not-open",
+            "This upload is being completed; it can no longer be cancelled.",
+        ));
+    }
     discard(state, id).await
 }
 
 async fn discard(state: &AppState, id: &str) -> Result<(), ApiError> {
-    state.prefix_hashes.discard(id);
+    state.in_flight.discard(id);
     state.db.delete_upload(id).await?;
     let path = upload_file(state, id).map_err(ApiError::internal)?;
     match tokio::fs::remove_file(&path).await {
@@ -430,8 +450,7 @@ async fn discard(state: &AppState, id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Deletes abandoned uploads (past their expiry), and upload files that no row owns (a crash
-/// between writing the file and the row). Returns how many uploads were deleted.
+/// Deletes abandoned uploads (past their expiry). Returns how many were deleted.
 pub async fn sweep_expired(state: &AppState) -> anyhow::Result<usize> {
     let expired = state.db.expired_upload_ids().await?;
     for id in &expired {
@@ -444,8 +463,15 @@ pub async fn sweep_expired(state: &AppState) -> anyhow::Result<usize> {
     Ok(expired.len())
 }
 
-/// Removes upload files without a row (start-up, after a crash).
+/// Removes what a crash left (start-up): uploads caught while completing (their file may be
+/// half moved), and upload files without a row.
 pub async fn remove_orphan_files(state: &AppState) -> anyhow::Result<()> {
+    for id in state.db.completing_upload_ids().await? {
+        tracing::warn!(upload.id = %id, "deleting an upload whose completion was cut off; push it again");
+        if let Err(error) = discard(state, &id).await {
+            tracing::warn!(upload.id = %id, error = %error.message, "could not delete an upload");
+        }
+    }
     let known: std::collections::HashSet<String> = state.db.upload_ids().await?.into_iter().collect();
     let mut entries = tokio::fs::read_dir(state.config.uploads_dir()).await?;
     while let Some(entry) = entries.next_entry().await? {
@@ -493,11 +519,16 @@ fn hash_rest(file: &mut std::fs::File, mut hasher: Sha256) -> io::Result<Sha256>
     }
 }
 
-/// The SHA-256 state of each open upload's received prefix (parts 1..k, all received), advanced
-/// in the background as parts arrive. In memory only: see the module documentation.
+/// What this instance keeps in memory about open uploads: the SHA-256 state of each one's
+/// received prefix (parts 1..k, all received), advanced in the background as parts arrive (see
+/// the module documentation), and a lock that completing takes so that no part is still being
+/// written into a file once it is checked.
 #[derive(Default)]
-pub struct PrefixHashes {
+pub struct InFlight {
     uploads: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Prefix>>>>,
+    /// Per upload: whether it is closed to writes (completing), behind a lock every write
+    /// holds for its duration.
+    writers: std::sync::Mutex<HashMap<String, Arc<tokio::sync::RwLock<bool>>>>,
 }
 
 #[derive(Default)]
@@ -509,7 +540,38 @@ struct Prefix {
     waiting: BTreeSet<u32>,
 }
 
-impl PrefixHashes {
+impl InFlight {
+    /// The gate of an upload's writes; a part takes it before it opens the file, so that closing
+    /// the upload (which flips this very gate) reaches every write that could still land.
+    fn gate(&self, id: &str) -> Arc<tokio::sync::RwLock<bool>> {
+        let mut writers = self.writers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(writers.entry(id.to_owned()).or_default())
+    }
+
+    /// Permission for one write at `offset` into part `number`, held while it runs: refused
+    /// once completing closed the gate, and invalidating a prefix hashed past `offset`.
+    async fn write_permit(
+        &self,
+        gate: &Arc<tokio::sync::RwLock<bool>>,
+        id: &str,
+        number: u32,
+        offset: u64,
+    ) -> Result<tokio::sync::OwnedRwLockReadGuard<bool>, ApiError> {
+        let permit = Arc::clone(gate).read_owned().await;
+        if *permit {
+            return Err(not_open());
+        }
+        self.forget(id, number, offset).await;
+        Ok(permit)
+    }
+
+    /// Closes an upload to writes: waits for the writes under way (each one a single positioned
+    /// write of at most a batch) and lets none start. A client that stalls in the middle of a
+    /// part does not hold completing up: its next write is refused.
+    async fn close(&self, id: &str) {
+        *self.gate(id).write_owned().await = true;
+    }
+
     fn entry(&self, id: &str) -> Arc<tokio::sync::Mutex<Prefix>> {
         let mut uploads = self.uploads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         Arc::clone(uploads.entry(id.to_owned()).or_default())
@@ -575,9 +637,10 @@ impl PrefixHashes {
         Some((taken.hashed_to, taken.hasher))
     }
 
-    /// Drops an upload's prefix (cancelled or abandoned).
+    /// Drops what is kept about an upload (completed, cancelled or abandoned).
     fn discard(&self, id: &str) {
         self.uploads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+        self.writers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
     }
 }
 

@@ -268,7 +268,11 @@ pub async fn complete_upload(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<BuildJson>), ApiError> {
-    let ingested = uploads::complete(&state, &id).await?;
+    // Completing runs to its end even if the client goes away meanwhile (syncing and checking
+    // a large file takes a while): dropped half-way, the upload would be lost.
+    let completing = state.clone();
+    let ingested =
+        tokio::spawn(async move { uploads::complete(&completing, &id).await }).await.map_err(ApiError::internal)??;
     let status = if ingested.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(BuildJson::new(&ingested.build, &base_url(&state, &headers)))))
 }

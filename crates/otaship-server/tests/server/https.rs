@@ -126,7 +126,9 @@ fn openssl(args: &[&str], input: Option<&str>) -> (bool, String) {
         .spawn()
         .expect("openssl is installed (scripts/test installs it)");
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.unwrap_or("").as_bytes()).expect("stdin");
+        // openssl may have finished (a refused handshake) before it reads: a closed pipe then
+        // is not a failure of the test.
+        let _ = stdin.write_all(input.unwrap_or("").as_bytes());
     }
     let output = child.wait_with_output().expect("openssl");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
