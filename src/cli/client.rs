@@ -38,6 +38,8 @@ pub struct Remote {
 pub enum CallError {
     /// The request never got an answer (connection refused or cut, timeout): worth retrying.
     Transport(reqwest::Error),
+    /// The file to send could not be read here.
+    Local(anyhow::Error),
     /// The server answered with an error.
     Status {
         /// HTTP status.
@@ -56,6 +58,7 @@ impl CallError {
             // A certificate the client does not trust stays untrusted; trying again only delays
             // the advice to pass --ca.
             CallError::Transport(error) => !transport_sentence(error).contains("certificate"),
+            CallError::Local(_) => false,
             CallError::Status { status, code, .. } => {
                 status.is_server_error()
                     || *status == StatusCode::REQUEST_TIMEOUT
@@ -71,6 +74,7 @@ impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallError::Transport(error) => write!(f, "{}", transport_sentence(error)),
+            CallError::Local(error) => write!(f, "{error:#}"),
             CallError::Status { status, message, .. } => write!(f, "{message} (HTTP {})", status.as_u16()),
         }
     }
@@ -103,6 +107,13 @@ impl From<CallError> for Failure {
         match error {
             CallError::Status { status: StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, message, .. } => {
                 Failure::Denied(message)
+            }
+            // The bytes, not the request, were wrong (changed on the way, or the file changed
+            // during the push): running the command again is the cure, as for a network error.
+            CallError::Status { code, message, .. }
+                if code == "checksum-mismatch" || code == "part-checksum-mismatch" =>
+            {
+                Failure::Failed(anyhow!("{message} Run the same command again."))
             }
             CallError::Status { status, code, message } if status.is_client_error() => {
                 Failure::Refused { code: code.into(), message }
@@ -186,5 +197,30 @@ impl Remote {
     /// Sends a request and reads its JSON answer.
     pub async fn json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, CallError> {
         self.send(request).await?.json().await.map_err(CallError::Transport)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, code: &str) -> CallError {
+        CallError::Status {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT),
+            code: code.to_owned(),
+            message: "m.".to_owned(),
+        }
+    }
+
+    #[test]
+    fn answers_become_the_documented_exit_codes() {
+        assert!(matches!(Failure::from(status(401, "unauthorized")), Failure::Denied(_)));
+        assert!(matches!(Failure::from(status(400, "bad-channel")), Failure::Refused { .. }));
+        assert!(matches!(Failure::from(status(422, "checksum-mismatch")), Failure::Failed(_)));
+        assert!(matches!(Failure::from(status(422, "part-checksum-mismatch")), Failure::Failed(_)));
+        assert!(matches!(Failure::from(status(503, "internal-error")), Failure::Failed(_)));
+        let local = CallError::Local(anyhow!("cannot read app.ipa"));
+        assert!(!local.is_transient());
+        assert!(matches!(Failure::from(local), Failure::Failed(_)));
     }
 }

@@ -152,6 +152,17 @@ struct UploadState {
     missing_parts: Vec<u32>,
 }
 
+impl UploadState {
+    /// Keeps only part numbers that exist, once each: the list comes from the server.
+    fn checked(mut self) -> Self {
+        let count = self.part_count;
+        self.missing_parts.retain(|number| (1..=count).contains(number));
+        self.missing_parts.sort_unstable();
+        self.missing_parts.dedup();
+        self
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct CreatedUpload {
     upload: Option<UploadState>,
@@ -230,7 +241,8 @@ impl Push<'_> {
         for _ in 0..=self.args.retries {
             let upload = match (created.upload, created.build) {
                 (_, Some(build)) => return Ok(Outcome { build, created: false }),
-                (Some(upload), None) => upload,
+                (Some(upload), None) if upload.part_size > 0 => upload.checked(),
+                (Some(_), None) => return Err(Failure::Failed(anyhow!("the server declared a part size of 0"))),
                 (None, None) => {
                     return Err(Failure::Failed(anyhow!("the server answered neither an upload nor a build")));
                 }
@@ -357,11 +369,7 @@ fn chunked(bytes: Bytes, size: usize) -> Vec<Bytes> {
 }
 
 fn io_as_call_error(path: &Path, error: std::io::Error) -> CallError {
-    CallError::Status {
-        status: reqwest::StatusCode::INTERNAL_SERVER_ERROR,
-        code: "local-read-failed".to_owned(),
-        message: format!("cannot read {}: {error}", path.display()),
-    }
+    CallError::Local(anyhow::Error::new(error).context(format!("cannot read {}", path.display())))
 }
 
 /// Whether the upload was completed, taken over or dropped by someone else (another push of the
@@ -440,7 +448,7 @@ fn hash_file(path: &Path, part_size: u64) -> std::io::Result<(String, PartDigest
     }
     drop(sender);
     let digests = parts.join().map_err(|_| std::io::Error::other("the part hasher failed"))?;
-    let sha256 = whole.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
+    let sha256 = otaship_server::tokens::hex(&whole.finalize());
     Ok((sha256, PartDigests { part_size, digests }))
 }
 
@@ -500,6 +508,12 @@ mod tests {
             assert_eq!(parts.digests[index], <[u8; 32]>::from(Sha256::digest(chunk)));
         }
         Ok(())
+    }
+
+    #[test]
+    fn part_lists_from_the_server_are_checked() {
+        let state = UploadState { id: "u".into(), part_size: 1, part_count: 3, missing_parts: vec![3, 0, 1, 3, 9] };
+        assert_eq!(state.checked().missing_parts, vec![1, 3]);
     }
 
     #[test]

@@ -189,9 +189,12 @@ impl Config {
         let max_upload_size = parse_size(&size_text)
             .with_context(|| format!("--max-upload-size {size_text:?} is not a size; write it like 4GiB or 500MB"))?;
         let expiry_text = args.upload_expiry.clone().or(file.upload_expiry).unwrap_or_else(|| "24h".to_owned());
-        let upload_expiry = parse_duration(&expiry_text).filter(|duration| !duration.is_zero()).with_context(|| {
-            format!("--upload-expiry {expiry_text:?} is not a duration; write it like 24h, 90m or 3600s")
-        })?;
+        // Capped so that "now + expiry" can never overflow a timestamp.
+        let upload_expiry = parse_duration(&expiry_text)
+            .filter(|duration| !duration.is_zero() && duration.as_secs() <= 366 * 86_400)
+            .with_context(|| {
+                format!("--upload-expiry {expiry_text:?} is not a duration up to 366d; write it like 24h, 90m or 3600s")
+            })?;
         Ok(Config {
             upload_expiry,
             data_dir,
@@ -482,5 +485,8 @@ mod tests {
         let error = Config::load(&ServeArgs { max_upload_size: Some("huge".into()), ..ServeArgs::default() })
             .expect_err("refused");
         assert!(error.to_string().contains("4GiB"), "{error}");
+        let error = Config::load(&ServeArgs { upload_expiry: Some("4000000d".into()), ..ServeArgs::default() })
+            .expect_err("refused");
+        assert!(error.to_string().contains("up to 366d"), "{error}");
     }
 }

@@ -507,11 +507,11 @@ fn finish_sha256(path: &Path, prefix: Option<(u64, Sha256)>) -> io::Result<Strin
     Ok(hex(&hash_rest(&mut file, hasher)?.finalize()))
 }
 
-/// Feeds everything from the file's position to its end into `hasher`.
-fn hash_rest(file: &mut std::fs::File, mut hasher: Sha256) -> io::Result<Sha256> {
+/// Feeds everything `reader` has left into `hasher`.
+fn hash_rest(mut reader: impl Read, mut hasher: Sha256) -> io::Result<Sha256> {
     let mut buffer = vec![0u8; 1 << 20];
     loop {
-        let read = file.read(&mut buffer)?;
+        let read = reader.read(&mut buffer)?;
         if read == 0 {
             return Ok(hasher);
         }
@@ -610,10 +610,7 @@ impl InFlight {
                 let hashed = tokio::task::spawn_blocking(move || -> io::Result<Sha256> {
                     let mut file = std::fs::File::open(path)?;
                     file.seek(io::SeekFrom::Start(start))?;
-                    let mut hasher = hasher;
-                    let mut part = Read::take(&mut file, length);
-                    io::copy(&mut part, &mut HashWriter(&mut hasher))?;
-                    Ok(hasher)
+                    hash_rest(Read::take(file, length), hasher)
                 })
                 .await;
                 match hashed {
@@ -641,20 +638,6 @@ impl InFlight {
     fn discard(&self, id: &str) {
         self.uploads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
         self.writers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
-    }
-}
-
-/// Lets `io::copy` feed a hasher.
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl io::Write for HashWriter<'_> {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.update(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

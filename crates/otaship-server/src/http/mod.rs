@@ -20,16 +20,19 @@ use crate::AppState;
 use crate::db::{BuildRow, DbError};
 use crate::error::ApiError;
 
+/// Largest body read into memory whole: release notes may be 1 MiB of JSON-escaped text.
+const MAX_BUFFERED_BODY: usize = 4 << 20;
+
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/api/v1/builds", post(api::upload_build))
+        .route("/api/v1/builds", post(api::upload_build).layer(DefaultBodyLimit::disable()))
         .route("/api/v1/builds/{id}", get(api::get_build).delete(api::delete_build))
         .route("/api/v1/apps", get(api::list_apps))
         .route("/api/v1/apps/{app}/builds", get(api::list_builds))
         .route("/api/v1/uploads", post(uploads::create_upload))
         .route("/api/v1/uploads/{id}", get(uploads::get_upload).delete(uploads::delete_upload))
-        .route("/api/v1/uploads/{id}/parts/{number}", put(uploads::put_part))
+        .route("/api/v1/uploads/{id}/parts/{number}", put(uploads::put_part).layer(DefaultBodyLimit::disable()))
         .route("/api/v1/uploads/{id}/complete", post(uploads::complete_upload))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .route("/api", get(openapi::api_page))
@@ -40,7 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(ui::home))
         .route("/signin", get(ui::signin_page).post(ui::signin))
         .route("/signout", post(ui::signout))
-        .route("/upload", post(ui::upload))
+        .route("/upload", post(ui::upload).layer(DefaultBodyLimit::disable()))
         .route("/apps/{bundle_id}", get(ui::app_page))
         .route("/builds/{id}/delete", post(ui::delete_build))
         .route("/admin/health", get(ui::health_page).post(ui::health_recheck))
@@ -48,9 +51,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(trust::https_routes())
         .layer(axum::middleware::map_request(host_from_authority))
-        // Uploads stream to disk under their own limit (--max-upload-size); no body is ever
-        // buffered whole, so axum's default 2 MB buffer limit does not apply.
-        .layer(DefaultBodyLimit::disable())
+        // Bodies read whole (JSON, forms) stay small; the three upload routes above stream to
+        // disk under their own limit (--max-upload-size) instead.
+        .layer(DefaultBodyLimit::max(MAX_BUFFERED_BODY))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

@@ -139,6 +139,13 @@ pub async fn create_upload(
     body: Result<Json<CreateUpload>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "The JSON body is too large; release notes may be up to 1 MiB.",
+            );
+        }
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad-json",
