@@ -25,8 +25,9 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
             state.seed_token(&token).await?;
         }
         let listeners = otaship_server::bind(&state).await?;
+        let shutdown = shutdown_signal();
         announce(&state, &listeners)?;
-        otaship_server::serve(state, listeners, shutdown_signal()).await
+        otaship_server::serve(state, listeners, shutdown).await
     })?;
     Ok(())
 }
@@ -63,25 +64,34 @@ fn announce(state: &AppState, listeners: &otaship_server::Listeners) -> anyhow::
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled: the start-up banner tells supervisors (and tests) the server is up,
+/// and a SIGTERM sent right after it must stop the server cleanly, not kill it.
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            let wait = |listener: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match listener {
+                    Ok(mut listener) => {
+                        listener.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
                 }
-                Err(_) => std::future::pending::<()>().await,
+            };
+            tokio::select! {
+                () = wait(interrupt) => {}
+                () = wait(terminate) => {}
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            () = terminate => {}
         }
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// `otaship token`.
