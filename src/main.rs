@@ -34,6 +34,10 @@ enum Command {
     Builds(cli::remote::BuildsArgs),
     /// Print the correctly encoded itms-services:// link for a manifest URL.
     Link(cli::link::LinkArgs),
+    /// Apply the database's pending migrations (the server also applies them when it starts).
+    Migrate(Box<cli::admin::MigrateArgs>),
+    /// Copy every build's files to another storage (file:// or s3://); run again to resume.
+    MigrateStorage(Box<cli::admin::MigrateStorageArgs>),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,8 @@ fn main() -> ExitCode {
         Command::Apps(apps) => cli::remote::apps(&apps),
         Command::Builds(builds) => cli::remote::builds(&builds),
         Command::Link(link) => cli::link::run(&link),
+        Command::Migrate(migrate) => cli::admin::migrate(&migrate),
+        Command::MigrateStorage(migrate) => cli::admin::migrate_storage(&migrate),
         // The doctor's exit codes are its verdict, not only success or failure.
         Command::Doctor(doctor) => return cli::doctor::run(&doctor),
     };

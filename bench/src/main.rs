@@ -5,9 +5,22 @@
 //!   wall time and exactly how many bytes the reader asked of the file.
 //! - `otaship-bench hostile-corpus DIR`: writes the hostile archives that `bench/inspect`
 //!   feeds to the real binary to measure its time and peak memory on each.
-//! - `otaship-bench make-ipa PATH`: writes the same 1 GiB `.ipa` to `PATH`, for `bench/serve`
-//!   to upload and download.
+//! - `otaship-bench make-ipa PATH [--asset-bytes N] [--build B]`: writes the same 1 GiB `.ipa`
+//!   to `PATH`, for `bench/serve` to upload and download; `--asset-bytes` sets the size of its
+//!   large asset instead, `--build` its `CFBundleVersion` (distinct builds of one app).
+//! - `otaship-bench s3-server --root DIR --listen ADDR --access-key K --secret-key S
+//!   [--read-chunk N]`: an S3-compatible server (s3s-fs, object bodies read in chunks of N
+//!   bytes, default 1 MiB; 0 for s3s-fs's own 4 KiB reads) for `bench/scale`; runs until killed.
+//! - `otaship-bench download-load --urls U1,U2 --clients N --duration 20s [--expect-bytes N]`:
+//!   N clients downloading one after another for that long; prints throughput, downloads,
+//!   errors and latency percentiles of a whole download.
+//! - `otaship-bench upload-visible --to URL --poll URL --token T FILE...`: uploads each file to
+//!   one instance and times until another serves its install page.
 
+mod load;
+mod s3;
+
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -29,17 +42,120 @@ fn main() -> Result<()> {
             hostile_corpus(Path::new(dir))
         }
         Some("make-ipa") => {
-            let path = args.get(1).context("usage: otaship-bench make-ipa PATH")?;
-            let size = large_app().zip().write_to(BufWriter::new(File::create(path).context("create the .ipa")?))?;
+            let usage = "usage: otaship-bench make-ipa PATH [--asset-bytes N] [--build B]";
+            let (positional, mut flags) = parse_flags(&args[1..], usage)?;
+            let [path] = positional.as_slice() else { bail!(usage) };
+            let asset = match flags.remove("asset-bytes") {
+                Some(text) => text.parse().with_context(|| format!("--asset-bytes {text:?}"))?,
+                None => 1 << 30,
+            };
+            let build = flags.remove("build");
+            no_more_flags(flags, usage)?;
+            let app = large_app(asset, build.as_deref());
+            let size = app.zip().write_to(BufWriter::new(File::create(path).context("create the .ipa")?))?;
             println!("wrote {path} ({size} bytes)");
             Ok(())
         }
-        _ => bail!("usage: otaship-bench inspect [DIR] | hostile-corpus DIR | make-ipa PATH"),
+        Some("s3-server") => {
+            let usage = "usage: otaship-bench s3-server --root DIR --listen ADDR --access-key K --secret-key S [--read-chunk N]";
+            let (positional, mut flags) = parse_flags(&args[1..], usage)?;
+            let read_chunk = match flags.remove("read-chunk") {
+                Some(text) => text.parse().with_context(|| format!("--read-chunk {text:?}"))?,
+                None => 1 << 20,
+            };
+            let mut take = |name: &str| flags.remove(name).with_context(|| format!("--{name} is missing; {usage}"));
+            let settings = s3::S3Settings {
+                root: PathBuf::from(take("root")?),
+                listen: take("listen")?,
+                access_key: take("access-key")?,
+                secret_key: take("secret-key")?,
+                read_chunk,
+            };
+            if !positional.is_empty() {
+                bail!(usage);
+            }
+            no_more_flags(flags, usage)?;
+            s3::serve(settings)
+        }
+        Some("download-load") => {
+            let usage = "usage: otaship-bench download-load --urls U1,U2 --clients N --duration 20s [--expect-bytes N]";
+            let (positional, mut flags) = parse_flags(&args[1..], usage)?;
+            let urls = flags.remove("urls").with_context(|| format!("--urls is missing; {usage}"))?;
+            let clients = flags.remove("clients").unwrap_or_else(|| "1".to_owned());
+            let duration = flags.remove("duration").unwrap_or_else(|| "20s".to_owned());
+            let seconds: f64 = duration
+                .strip_suffix('s')
+                .unwrap_or(&duration)
+                .parse()
+                .with_context(|| format!("--duration {duration:?} (write it like 20s)"))?;
+            let expect_bytes = match flags.remove("expect-bytes") {
+                Some(text) => Some(text.parse().with_context(|| format!("--expect-bytes {text:?}"))?),
+                None => None,
+            };
+            if !positional.is_empty() {
+                bail!(usage);
+            }
+            no_more_flags(flags, usage)?;
+            load::download_load(load::LoadSettings {
+                urls: urls.split(',').filter(|url| !url.is_empty()).map(str::to_owned).collect(),
+                clients: clients.parse().with_context(|| format!("--clients {clients:?}"))?,
+                duration: Duration::try_from_secs_f64(seconds).with_context(|| format!("--duration {duration:?}"))?,
+                expect_bytes,
+            })
+        }
+        Some("upload-visible") => {
+            let usage = "usage: otaship-bench upload-visible --to URL --poll URL --token T FILE...";
+            let (positional, mut flags) = parse_flags(&args[1..], usage)?;
+            let mut take = |name: &str| flags.remove(name).with_context(|| format!("--{name} is missing; {usage}"));
+            let settings = load::VisibleSettings {
+                to: take("to")?.trim_end_matches('/').to_owned(),
+                poll: take("poll")?.trim_end_matches('/').to_owned(),
+                token: take("token")?,
+                files: positional.iter().map(PathBuf::from).collect(),
+            };
+            no_more_flags(flags, usage)?;
+            load::upload_visible(settings)
+        }
+        _ => bail!(
+            "usage: otaship-bench inspect [DIR] | hostile-corpus DIR | make-ipa PATH [...] | s3-server ... | \
+             download-load ... | upload-visible ..."
+        ),
     }
 }
 
-/// A realistic app with a 1 GiB stored asset.
-fn large_app() -> IpaBuilder {
+/// Splits `--name value` pairs (or `--name=value`) from positional arguments.
+fn parse_flags(args: &[String], usage: &str) -> Result<(Vec<String>, HashMap<String, String>)> {
+    let mut positional = Vec::new();
+    let mut flags = HashMap::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.strip_prefix("--") {
+            Some(flag) => {
+                let (name, value) = match flag.split_once('=') {
+                    Some((name, value)) => (name.to_owned(), value.to_owned()),
+                    None => (
+                        flag.to_owned(),
+                        rest.next().with_context(|| format!("--{flag} needs a value; {usage}"))?.clone(),
+                    ),
+                };
+                flags.insert(name, value);
+            }
+            None => positional.push(arg.clone()),
+        }
+    }
+    Ok((positional, flags))
+}
+
+fn no_more_flags(flags: HashMap<String, String>, usage: &str) -> Result<()> {
+    match flags.keys().next() {
+        Some(name) => bail!("unknown flag --{name}; {usage}"),
+        None => Ok(()),
+    }
+}
+
+/// A realistic app with a stored asset of `asset` bytes (1 GiB in the benchmarks of issues #2,
+/// #3, #5 and #6), and `build` as its `CFBundleVersion` if given.
+fn large_app(asset: u64, build: Option<&str>) -> IpaBuilder {
     let far_future = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(4_102_444_800);
     let devices: Vec<String> = (0..100).map(|i| format!("00008030-{i:016X}")).collect();
     let devices: Vec<&str> = devices.iter().map(String::as_str).collect();
@@ -64,11 +180,14 @@ fn large_app() -> IpaBuilder {
     let icon_pixels: Vec<u8> = (0..180 * 180 * 4).map(|i| (i % 251) as u8).collect();
     let icon = otaship_ipa::png::encode_rgba(180, 180, &icon_pixels).unwrap_or_default();
     builder = builder.app_file("AppIcon60x60@3x.png", icon);
+    if let Some(build) = build {
+        builder = builder.info("CFBundleVersion", build);
+    }
     for index in 0..3_000 {
         builder = builder.app_file(&format!("Resources/level{index:04}.json"), format!("{{\"level\":{index}}}"));
     }
     builder.entry(ZipEntry {
-        data: Data::Repeat { byte: 0x5a, len: 1 << 30 },
+        data: Data::Repeat { byte: 0x5a, len: asset },
         method: Method::Stored,
         ..ZipEntry::stored("Payload/Example.app/Assets.bundle/world.pak", Vec::new())
     })
@@ -78,7 +197,9 @@ fn inspect_large(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("otaship-bench-1gib.ipa");
     let started = Instant::now();
-    let size = large_app().zip().write_to(BufWriter::new(File::create(&path).context("create the benchmark .ipa")?))?;
+    let size = large_app(1 << 30, None)
+        .zip()
+        .write_to(BufWriter::new(File::create(&path).context("create the benchmark .ipa")?))?;
     println!("built {} ({} bytes, {} entries) in {:.1?}", path.display(), size, 3_006, started.elapsed());
 
     let runs = 30;

@@ -133,9 +133,9 @@ pub fn token(args: &TokenArgs) -> Result<(), Failure> {
     })?;
     runtime()?.block_on(async {
         otaship_server::config::prepare_data_dir(&config)?;
-        let db = Db::open(&config.database_path)
+        let db = Db::open(&config.database)
             .await
-            .with_context(|| format!("cannot open the database {}", config.database_path.display()))?;
+            .with_context(|| format!("cannot open the database {}", config.database.redacted()))?;
         match &args.command {
             TokenCommand::Create { name } => {
                 let token = tokens::generate();

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use crate::db::DatabaseUrl;
+
 /// `otaship serve` flags; each can also come from `OTASHIP_*` or the TOML file.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
@@ -67,6 +69,33 @@ pub struct ServeArgs {
     /// Database URL [default: sqlite://<data-dir>/otaship.db].
     #[arg(long, env = "OTASHIP_DATABASE", value_name = "URL")]
     pub database: Option<String>,
+    /// Where the builds' files live: `file:///path` (local disk) or `s3://BUCKET/PREFIX`
+    /// (S3-compatible object storage; credentials from AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN) [default: file://<data-dir>/blobs].
+    #[arg(long, env = "OTASHIP_STORAGE", value_name = "URL")]
+    pub storage: Option<String>,
+    /// The S3 endpoint for non-AWS stores (MinIO, R2, Ceph), e.g. https://minio.lan:9000
+    /// [default: AWS, or AWS_ENDPOINT_URL].
+    #[arg(long, env = "OTASHIP_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// The S3 region [default: AWS_REGION, else us-east-1].
+    #[arg(long, env = "OTASHIP_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Address buckets as BUCKET.endpoint instead of endpoint/BUCKET (path style, the default,
+    /// is what MinIO and Ceph expect).
+    #[arg(long, env = "OTASHIP_S3_VIRTUAL_HOSTED", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub s3_virtual_hosted: Option<bool>,
+    /// S3 access key id [default: none, then AWS's usual sources: AWS_WEB_IDENTITY_TOKEN_FILE,
+    /// the instance's role, ...].
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true, value_name = "ID")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key (prefer the environment variable to the flag).
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true, value_name = "KEY")]
+    pub s3_secret_access_key: Option<String>,
+    /// Answer `.ipa` downloads with a redirect to a short-lived presigned URL of the object
+    /// store instead of streaming them through otaship (S3 only).
+    #[arg(long, env = "OTASHIP_STORAGE_REDIRECT", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub storage_redirect: Option<bool>,
     /// Largest upload accepted, e.g. 4GiB, 500MB, 1048576 [default: 4GiB].
     #[arg(long, env = "OTASHIP_MAX_UPLOAD_SIZE", value_name = "SIZE")]
     pub max_upload_size: Option<String>,
@@ -95,6 +124,13 @@ struct FileSettings {
     acme_ca_cert: Option<PathBuf>,
     insecure_http: Option<bool>,
     database: Option<String>,
+    storage: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_virtual_hosted: Option<bool>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    storage_redirect: Option<bool>,
     max_upload_size: Option<String>,
     upload_expiry: Option<String>,
 }
@@ -114,8 +150,12 @@ pub struct Config {
     pub trust_proxy: bool,
     /// How the server speaks TLS.
     pub tls: TlsSetting,
-    /// SQLite database file.
-    pub database_path: PathBuf,
+    /// The database.
+    pub database: DatabaseUrl,
+    /// Where blobs live.
+    pub storage: StorageSetting,
+    /// Whether downloads redirect to presigned object-store URLs.
+    pub storage_redirect: bool,
     /// Largest accepted upload, in bytes.
     pub max_upload_size: u64,
     /// How long an untouched resumable upload is kept.
@@ -178,13 +218,31 @@ impl Config {
             );
         }
         let database = args.database.clone().or(file.database);
-        let database_path = match database {
-            None => data_dir.join("otaship.db"),
-            Some(url) => match url.strip_prefix("sqlite://") {
-                Some(path) if !path.is_empty() => PathBuf::from(path),
-                _ => bail!("--database {url:?} is not supported: use sqlite:///path/to/otaship.db"),
-            },
+        let database = match database {
+            None => DatabaseUrl::Sqlite(data_dir.join("otaship.db")),
+            Some(url) => DatabaseUrl::parse(&url).with_context(|| {
+                format!(
+                    "--database {:?} is not supported: use sqlite:///path/to/otaship.db or \
+                     postgres://user:password@host:5432/otaship",
+                    redact_password(&url)
+                )
+            })?,
         };
+        let s3 = S3Options {
+            endpoint: args.s3_endpoint.clone().or(file.s3_endpoint),
+            region: args.s3_region.clone().or(file.s3_region),
+            virtual_hosted: args.s3_virtual_hosted.or(file.s3_virtual_hosted).unwrap_or(false),
+            access_key_id: args.s3_access_key_id.clone().or(file.s3_access_key_id),
+            secret_access_key: args.s3_secret_access_key.clone().or(file.s3_secret_access_key).map(Secret),
+        };
+        let storage = match args.storage.clone().or(file.storage) {
+            None => StorageSetting::Local(data_dir.join("blobs")),
+            Some(url) => StorageSetting::parse(&url, &s3)?,
+        };
+        let storage_redirect = args.storage_redirect.or(file.storage_redirect).unwrap_or(false);
+        if storage_redirect && !matches!(storage, StorageSetting::S3 { .. }) {
+            bail!("--storage-redirect needs object storage (--storage s3://BUCKET): local files are served by otaship");
+        }
         let size_text = args.max_upload_size.clone().or(file.max_upload_size).unwrap_or_else(|| "4GiB".to_owned());
         let max_upload_size = parse_size(&size_text)
             .with_context(|| format!("--max-upload-size {size_text:?} is not a size; write it like 4GiB or 500MB"))?;
@@ -203,7 +261,9 @@ impl Config {
             public_url,
             trust_proxy: args.trust_proxy.or(file.trust_proxy).unwrap_or(false),
             tls,
-            database_path,
+            database,
+            storage,
+            storage_redirect,
             max_upload_size,
         })
     }
@@ -222,10 +282,107 @@ impl Config {
     pub fn uploads_dir(&self) -> PathBuf {
         self.data_dir.join("uploads")
     }
+}
 
-    /// Where blobs live on local disk.
-    pub fn blob_dir(&self) -> PathBuf {
-        self.data_dir.join("blobs")
+/// Where blobs live, from `--storage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageSetting {
+    /// A directory on local disk (one instance, or a shared filesystem).
+    Local(PathBuf),
+    /// An S3-compatible bucket.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// Key prefix inside it (no leading or trailing `/`; may be empty).
+        prefix: String,
+        /// How to reach it.
+        options: S3Options,
+    },
+}
+
+/// How to reach an S3-compatible store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Options {
+    /// Endpoint URL for non-AWS stores.
+    pub endpoint: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// BUCKET.endpoint addressing instead of path style.
+    pub virtual_hosted: bool,
+    /// Access key id, when given rather than found by AWS's usual chain.
+    pub access_key_id: Option<String>,
+    /// Its secret.
+    pub secret_access_key: Option<Secret>,
+}
+
+/// A secret setting: never printed (`Debug` shows `***`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("***")
+    }
+}
+
+impl StorageSetting {
+    /// Parses `file:///path`, `file://relative/path` or `s3://BUCKET[/PREFIX]`.
+    pub fn parse(url: &str, s3: &S3Options) -> Result<StorageSetting> {
+        if let Some(path) = url.strip_prefix("file://") {
+            if path.is_empty() {
+                bail!("--storage {url:?} names no directory: write file:///var/lib/otaship/blobs");
+            }
+            return Ok(StorageSetting::Local(PathBuf::from(path)));
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let valid_bucket = (3..=63).contains(&bucket.len())
+                && bucket
+                    .bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'.');
+            if !valid_bucket {
+                bail!(
+                    "--storage {url:?}: {bucket:?} is not a bucket name (3 to 63 lower-case letters, digits, dots or \
+                     dashes); write s3://my-bucket/otaship"
+                );
+            }
+            let prefix = prefix.trim_matches('/');
+            if prefix.split('/').any(|segment| matches!(segment, "." | "..")) {
+                bail!("--storage {url:?}: the prefix may not contain `.` or `..` segments");
+            }
+            if let Some(endpoint) = &s3.endpoint
+                && url::Url::parse(endpoint).map_or(true, |parsed| !matches!(parsed.scheme(), "http" | "https"))
+            {
+                bail!("--s3-endpoint {endpoint:?} is not an http:// or https:// URL");
+            }
+            return Ok(StorageSetting::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.to_owned(),
+                options: s3.clone(),
+            });
+        }
+        bail!("--storage {url:?} is not supported: use file:///path/to/blobs or s3://BUCKET/PREFIX")
+    }
+
+    /// The setting as a URL, for messages.
+    pub fn url(&self) -> String {
+        match self {
+            StorageSetting::Local(path) => format!("file://{}", path.display()),
+            StorageSetting::S3 { bucket, prefix, .. } if prefix.is_empty() => format!("s3://{bucket}"),
+            StorageSetting::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// A URL with its password (if any) replaced, for error messages.
+pub(crate) fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "(unreadable URL)".to_owned(),
     }
 }
 
@@ -413,7 +570,11 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
 
 /// Creates the data directory and its parts, failing with a sentence that says how to fix it.
 pub fn prepare_data_dir(config: &Config) -> Result<()> {
-    for dir in [&config.data_dir, &config.temp_dir(), &config.blob_dir(), &config.uploads_dir()] {
+    let mut dirs = vec![config.data_dir.clone(), config.temp_dir(), config.uploads_dir()];
+    if let StorageSetting::Local(blobs) = &config.storage {
+        dirs.push(blobs.clone());
+    }
+    for dir in &dirs {
         std::fs::create_dir_all(dir).with_context(|| {
             format!("cannot create {}; choose a writable --data-dir or fix its permissions", dir.display())
         })?;
@@ -471,7 +632,8 @@ mod tests {
         assert_eq!(plain.listen.to_string(), "127.0.0.1:8080", "behind a proxy, loopback by default");
         assert_eq!(defaults.max_upload_size, 4 << 30);
         assert_eq!(defaults.upload_expiry, std::time::Duration::from_secs(24 * 3600));
-        assert_eq!(defaults.database_path, PathBuf::from("otaship-data/otaship.db"));
+        assert_eq!(defaults.database, DatabaseUrl::Sqlite(PathBuf::from("otaship-data/otaship.db")));
+        assert_eq!(defaults.storage, StorageSetting::Local(PathBuf::from("otaship-data/blobs")));
     }
 
     #[test]
@@ -488,5 +650,42 @@ mod tests {
         let error = Config::load(&ServeArgs { upload_expiry: Some("4000000d".into()), ..ServeArgs::default() })
             .expect_err("refused");
         assert!(error.to_string().contains("up to 366d"), "{error}");
+        let error =
+            Config::load(&ServeArgs { database: Some("mysql://u:hunter2@db/x".into()), ..ServeArgs::default() })
+                .expect_err("refused");
+        assert!(error.to_string().contains("postgres://") && !error.to_string().contains("hunter2"), "{error}");
+        for (storage, expected) in [
+            ("s3://B", "not a bucket name"),
+            ("s3://ok-bucket/../x", "`..`"),
+            ("ftp://x", "file:///path/to/blobs or s3://"),
+            ("file://", "names no directory"),
+        ] {
+            let error = Config::load(&ServeArgs { storage: Some(storage.into()), ..ServeArgs::default() })
+                .expect_err("refused");
+            assert!(error.to_string().contains(expected), "{storage}: {error}");
+        }
+        let error =
+            Config::load(&ServeArgs { storage_redirect: Some(true), ..ServeArgs::default() }).expect_err("refused");
+        assert!(error.to_string().contains("needs object storage"), "{error}");
+    }
+
+    #[test]
+    fn storage_urls_parse() {
+        let s3 = S3Options { endpoint: Some("http://127.0.0.1:9000".into()), ..S3Options::default() };
+        let parsed = StorageSetting::parse("s3://my-bucket/ota/builds/", &s3).expect("s3");
+        assert_eq!(
+            parsed,
+            StorageSetting::S3 { bucket: "my-bucket".into(), prefix: "ota/builds".into(), options: s3.clone() }
+        );
+        assert_eq!(parsed.url(), "s3://my-bucket/ota/builds");
+        assert_eq!(StorageSetting::parse("s3://my-bucket", &s3).expect("s3").url(), "s3://my-bucket");
+        assert_eq!(
+            StorageSetting::parse("file:///var/lib/otaship/blobs", &s3).expect("file"),
+            StorageSetting::Local(PathBuf::from("/var/lib/otaship/blobs"))
+        );
+        let bad_endpoint = S3Options { endpoint: Some("minio:9000".into()), ..S3Options::default() };
+        assert!(StorageSetting::parse("s3://my-bucket", &bad_endpoint).is_err());
+        let secret = Secret("hunter2".into());
+        assert_eq!(format!("{secret:?}"), "***");
     }
 }

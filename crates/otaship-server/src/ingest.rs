@@ -111,9 +111,19 @@ pub fn too_large(limit: u64) -> ApiError {
     )
 }
 
-/// Maps a write failure: a full disk is a 507 that says so.
+/// Maps a storage failure: a full disk is a 507 that says so; object storage that fails is a
+/// 503 (it is usually passing, and not the request's fault).
 pub fn storage_error(error: io::Error) -> ApiError {
-    if error.kind() == io::ErrorKind::StorageFull || error.raw_os_error() == Some(28) {
+    if let Some(failure) = error.get_ref().and_then(|inner| inner.downcast_ref::<crate::storage::ObjectStoreFailure>())
+    {
+        tracing::warn!(error = %failure, "object storage failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage-unavailable",
+            "The server's object storage did not answer as it should; try again in a moment (the server's log \
+             says more).",
+        )
+    } else if error.kind() == io::ErrorKind::StorageFull || error.raw_os_error() == Some(28) {
         ApiError::new(
             StatusCode::INSUFFICIENT_STORAGE,
             "storage-full",
@@ -271,10 +281,10 @@ pub async fn ingest(state: &AppState, mut received: Received, details: BuildDeta
         report: serde_json::to_string(&report).map_err(ApiError::internal)?,
     };
     let stored = async {
-        state.storage.put_file(&BlobKey { build_id: id.clone(), kind: BlobKind::Ipa }, received.file.path()).await?;
+        state.storage.put_file(&BlobKey::new(&id, BlobKind::Ipa), received.file.path()).await?;
         received.file.keep();
         if let Some(icon) = &inspection.icon_png {
-            state.storage.put_bytes(&BlobKey { build_id: id.clone(), kind: BlobKind::Icon }, icon).await?;
+            state.storage.put_bytes(&BlobKey::new(&id, BlobKind::Icon), icon).await?;
         }
         Ok::<(), io::Error>(())
     }
@@ -307,19 +317,44 @@ fn capitalise(text: &str) -> String {
     }
 }
 
-/// Removes what a crash may have left: temporary uploads, and blobs without a build row.
-pub async fn reconcile(state: &AppState) -> anyhow::Result<()> {
-    let temp = state.config.temp_dir();
-    let mut entries = tokio::fs::read_dir(&temp).await?;
+/// How old a blob without a build row must be before it counts as left over, on shared object
+/// storage: another instance may be between storing a build's blobs and recording the build.
+pub const SHARED_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes this instance's temporary files (start-up: whatever a crash left in them).
+pub async fn clear_temp(state: &AppState) -> anyhow::Result<()> {
+    let mut entries = tokio::fs::read_dir(state.config.temp_dir()).await?;
     while let Some(entry) = entries.next_entry().await? {
         tokio::fs::remove_file(entry.path()).await.ok();
     }
+    Ok(())
+}
+
+/// Removes blobs without a build row: at once on local disk (this instance owns it), after
+/// [`SHARED_GRACE`] on object storage (shared with instances that may be mid-upload). Returns
+/// how many builds' blobs went.
+pub async fn reconcile(state: &AppState) -> anyhow::Result<usize> {
+    // Listed before the rows are read: a build recorded in between is then known.
+    let stored = state.storage.list_blobs().await?;
     let known: std::collections::HashSet<String> = state.db.build_ids().await?.into_iter().collect();
-    for id in state.storage.stored_build_ids().await? {
-        if !known.contains(&id) {
+    let grace = if state.storage.is_local() { std::time::Duration::ZERO } else { SHARED_GRACE };
+    let now = std::time::SystemTime::now();
+    let mut orphans = std::collections::BTreeMap::<String, bool>::new();
+    for blob in stored {
+        let Some(id) = blob.key.strip_prefix("builds/").and_then(|rest| rest.split('/').next()) else { continue };
+        if known.contains(id) {
+            continue;
+        }
+        let old_enough = now.duration_since(blob.modified).unwrap_or_default() >= grace;
+        *orphans.entry(id.to_owned()).or_insert(true) &= old_enough;
+    }
+    let mut removed = 0;
+    for (id, old_enough) in orphans {
+        if old_enough {
             tracing::warn!(build.id = %id, "removing blobs of a build that was never recorded");
             state.storage.delete_build(&id).await?;
+            removed += 1;
         }
     }
-    Ok(())
+    Ok(removed)
 }

@@ -1,17 +1,27 @@
 //! Resumable uploads: create an upload (size, SHA-256, file name), send its parts in any order,
 //! then complete it.
 //!
-//! This module owns the upload's lifecycle and its bytes on disk. The bytes of an upload live in
-//! one file, `uploads/<id>.part` in the data directory, created at its full (sparse) length;
-//! each part is written at its own offset, so parts may arrive in any order and in parallel, and
-//! completing needs no copy. A part counts as received only once its length and SHA-256 matched
-//! what the client declared; a part sent again simply overwrites itself. Completing checks the
-//! whole file's SHA-256, then hands the file to the same ingest as a single-request upload.
+//! This module owns the upload's lifecycle and its bytes, stored one of two ways:
 //!
-//! Completing must hash the whole file, which for a large build takes most of a second per GiB;
-//! so while parts arrive, [`InFlight`] hashes the received prefix in the background, and
-//! completing only hashes what is left. That state lives in this instance's memory: an instance
-//! that did not see the parts (or restarted) simply hashes the whole file.
+//! - **local disk**: one file, `uploads/<id>.part` in the data directory, created at its full
+//!   (sparse) length; each part is written at its own offset, so parts may arrive in any order
+//!   and in parallel, and completing needs no copy. A part sent again overwrites itself.
+//! - **object storage** (several instances): each part is an object of its own,
+//!   `uploads/<id>/<n>-<random>`, so the parts of one upload may reach different instances; a
+//!   part sent again goes to a new object that replaces the recorded one once checked, so a
+//!   recorded part's object never changes. Completing fetches the parts in order into a
+//!   temporary file while hashing them.
+//!
+//! A part counts as received only once its length and SHA-256 matched what the client declared.
+//! Completing checks the whole file's SHA-256, then hands the file to the same ingest as a
+//! single-request upload. Exactly one request completes an upload: it moves the row to
+//! `completing` under a lease it renews while it works; an instance that dies mid-way lets the
+//! lease lapse, and any instance's sweep deletes the upload.
+//!
+//! On local disk, completing must hash the whole file, which for a large build takes most of a
+//! second per GiB; so while parts arrive, [`InFlight`] hashes the received prefix in the
+//! background, and completing only hashes what is left. That state lives in this instance's
+//! memory: an instance that did not see the parts (or restarted) simply hashes the whole file.
 //!
 //! An upload nobody touches for `--upload-expiry` is abandoned: [`sweep_expired`] deletes its
 //! row and its file. Creating an upload for a file that already has an open upload returns that
@@ -29,7 +39,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::AppState;
-use crate::db::{BuildRow, UploadRow};
+use crate::db::{BuildRow, PartRecorded, PartRow, UploadRow};
 use crate::error::ApiError;
 use crate::ingest::{BuildDetails, Ingested, Received, TempUpload, ingest, storage_error, too_large};
 use crate::tokens::{hex, random_hex};
@@ -121,9 +131,13 @@ fn choose_part_size(size: u64, requested: Option<u64>) -> u64 {
     wanted.max(size.div_ceil(MAX_PARTS))
 }
 
-/// Where an upload's bytes live.
+fn is_upload_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|byte| byte.is_ascii_hexdigit())
+}
+
+/// Where an upload's bytes live on local storage.
 fn upload_file(state: &AppState, upload_id: &str) -> io::Result<PathBuf> {
-    if upload_id.len() != 32 || !upload_id.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+    if !is_upload_id(upload_id) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not an upload id"));
     }
     Ok(state.config.uploads_dir().join(format!("{upload_id}.part")))
@@ -186,21 +200,27 @@ pub async fn create(state: &AppState, request: NewUpload) -> Result<Created, Api
         expires_at,
         received: Vec::new(),
     };
-    let path = upload_file(state, &upload.id).map_err(ApiError::internal)?;
-    // Sparse: the disk fills as parts arrive, and a full disk says so on the part that hits it.
-    let created = async {
-        let file = tokio::fs::File::create_new(&path).await?;
-        file.set_len(upload.size).await?;
-        file.sync_all().await
-    }
-    .await;
-    if let Err(error) = created {
-        let _ = tokio::fs::remove_file(&path).await;
-        return Err(storage_error(error));
-    }
-    if let Err(error) = state.db.insert_upload(&upload).await {
-        let _ = tokio::fs::remove_file(&path).await;
-        return Err(error.into());
+    if state.storage.is_local() {
+        let path = upload_file(state, &upload.id).map_err(ApiError::internal)?;
+        // Sparse: the disk fills as parts arrive, and a full disk says so on the part that hits
+        // it.
+        let created = async {
+            let file = tokio::fs::File::create_new(&path).await?;
+            file.set_len(upload.size).await?;
+            file.sync_all().await
+        }
+        .await;
+        if let Err(error) = created {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(storage_error(error));
+        }
+        if let Err(error) = state.db.insert_upload(&upload).await {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(error.into());
+        }
+    } else {
+        // On object storage each part becomes an object of its own when it arrives.
+        state.db.insert_upload(&upload).await?;
     }
     tracing::info!(upload.id = %upload.id, size = upload.size, parts = part_count(&upload), "upload created");
     Ok(Created::Upload { upload, resumed: false })
@@ -208,7 +228,7 @@ pub async fn create(state: &AppState, request: NewUpload) -> Result<Created, Api
 
 /// The open upload `id`, or a 404 that says how to go on.
 pub async fn find(state: &AppState, id: &str) -> Result<UploadRow, ApiError> {
-    if upload_file(state, id).is_err() {
+    if !is_upload_id(id) {
         return Err(upload_not_found());
     }
     state.db.upload(id).await?.ok_or_else(upload_not_found)
@@ -264,28 +284,33 @@ where
         return Err(size_mismatch(length));
     }
     // The same part again (a retry whose first answer was lost, or another push of the same
-    // file): its bytes are on disk already, so the body is only checked, never written, and a
-    // resend damaged on the way cannot spoil them. Other content replaces the part, which stops
-    // counting until it is checked.
+    // file): its bytes are stored already, so the body is only checked, never written, and a
+    // resend damaged on the way cannot spoil them. Other content replaces the part: on local
+    // disk it stops counting until it is checked (it is written over the old bytes); on object
+    // storage it goes to an object of its own, which replaces the old one once checked.
     let already_there = state.db.part_sha256(id, number).await?.as_deref() == Some(hex(&declared_sha256).as_str());
-    if !already_there {
+    let mut sink = if already_there {
+        Sink::Discard
+    } else if state.storage.is_local() {
         if !state.db.forget_part(id, number).await? {
             return Err(not_open());
         }
         state.in_flight.forget(id, number, offset).await;
-    }
-    let gate = state.in_flight.gate(id);
-    let path = upload_file(state, id).map_err(ApiError::internal)?;
-    let file = match tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(path)).await {
-        Ok(Ok(file)) => std::sync::Arc::new(file),
-        // Row without a file: a crash between creating both, or a sweep in progress.
-        Ok(Err(error)) if error.kind() == io::ErrorKind::NotFound => return Err(upload_not_found()),
-        Ok(Err(error)) => return Err(storage_error(error)),
-        Err(error) => return Err(ApiError::internal(error)),
+        let gate = state.in_flight.gate(id);
+        let path = upload_file(state, id).map_err(ApiError::internal)?;
+        match tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(path)).await {
+            Ok(Ok(file)) => Sink::File { file: Arc::new(file), gate, offset },
+            // Row without a file: a crash between creating both, or a sweep in progress.
+            Ok(Err(error)) if error.kind() == io::ErrorKind::NotFound => return Err(upload_not_found()),
+            Ok(Err(error)) => return Err(storage_error(error)),
+            Err(error) => return Err(ApiError::internal(error)),
+        }
+    } else {
+        Sink::Object(Box::new(state.storage.part_writer(id, number).map_err(ApiError::internal)?))
     };
-    // Bytes are hashed as they arrive and written in batches, each one positioned write on a
-    // blocking thread: far fewer thread hand-offs than one per network chunk.
-    let written = async {
+    // Bytes are hashed as they arrive and stored in batches: far fewer thread hand-offs (or
+    // buffer copies) than one per network chunk.
+    let received = async {
         let mut hasher = Sha256::new();
         let mut received = 0u64;
         let mut batch = bytes::BytesMut::with_capacity(WRITE_BATCH);
@@ -307,19 +332,10 @@ where
                 hasher.update(chunk);
                 batch.extend_from_slice(chunk);
             }
-            if already_there {
-                batch.clear();
-            } else if batch.len() >= WRITE_BATCH || (chunk.is_none() && !batch.is_empty()) {
+            if batch.len() >= WRITE_BATCH || (chunk.is_none() && !batch.is_empty()) {
                 let bytes = batch.split().freeze();
-                let file = std::sync::Arc::clone(&file);
-                let at = offset + written;
+                sink.store(state, id, number, written, bytes.clone()).await?;
                 written += bytes.len() as u64;
-                let permit = state.in_flight.write_permit(&gate, id, number, at).await?;
-                tokio::task::spawn_blocking(move || write_all_at(&file, &bytes, at))
-                    .await
-                    .map_err(ApiError::internal)?
-                    .map_err(storage_error)?;
-                drop(permit);
             }
             if chunk.is_none() {
                 break;
@@ -331,33 +347,119 @@ where
         Ok::<[u8; 32], ApiError>(hasher.finalize().into())
     }
     .await;
-    if !already_there {
+    if !already_there && state.storage.is_local() {
         // Whatever was written, the prefix hashed before it may no longer be what is on disk.
         state.in_flight.forget(id, number, offset).await;
     }
-    let digest = written?;
-    if digest != declared_sha256 {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "part-checksum-mismatch",
-            format!(
-                "Part {number} arrived with SHA-256 {} but was declared as {}: it was damaged on the way; send it again.",
-                hex(&digest),
-                hex(&declared_sha256)
-            ),
-        ));
-    }
-    // No fsync per part: completing syncs the whole file once, and checks its SHA-256, so a part
-    // lost to a power cut is caught there (the push then starts again) rather than trusted.
+    let digest = match received {
+        Ok(digest) if digest == declared_sha256 => digest,
+        Ok(digest) => {
+            sink.abandon().await;
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "part-checksum-mismatch",
+                format!(
+                    "Part {number} arrived with SHA-256 {} but was declared as {}: it was damaged on the way; send it \
+                     again.",
+                    hex(&digest),
+                    hex(&declared_sha256)
+                ),
+            ));
+        }
+        Err(error) => {
+            sink.abandon().await;
+            return Err(error);
+        }
+    };
     let expires_at = OffsetDateTime::now_utc() + state.config.upload_expiry;
     let sha256 = hex(&digest);
-    if !state.db.record_part(id, number, expected, &sha256, expires_at).await? {
-        return Err(not_open());
+    let receipt = PartReceipt { number, size: expected, sha256: sha256.clone() };
+    match sink {
+        Sink::Discard => {
+            if !state.db.touch_upload(id, expires_at).await? {
+                return Err(not_open());
+            }
+        }
+        Sink::File { .. } => {
+            // No fsync per part: completing syncs the whole file once, and checks its SHA-256,
+            // so a part lost to a power cut is caught there (the push then starts again).
+            let part = PartRow { number, size: expected, sha256, object: None };
+            if state.db.record_part(id, &part, expires_at).await? == PartRecorded::Closed {
+                return Err(not_open());
+            }
+            state.in_flight.received(state, &upload, number).await;
+        }
+        Sink::Object(writer) => {
+            let key = writer.key.clone();
+            if let Err(error) = writer.finish().await {
+                let _ = state.storage.delete_part(&key).await;
+                return Err(storage_error(error));
+            }
+            let part = PartRow { number, size: expected, sha256, object: Some(key.clone()) };
+            match state.db.record_part(id, &part, expires_at).await {
+                Ok(PartRecorded::Recorded { replaced }) => {
+                    if let Some(replaced) = replaced {
+                        let _ = state.storage.delete_part(&replaced).await;
+                    }
+                }
+                Ok(PartRecorded::Closed) => {
+                    let _ = state.storage.delete_part(&key).await;
+                    return Err(not_open());
+                }
+                Err(error) => {
+                    let _ = state.storage.delete_part(&key).await;
+                    return Err(error.into());
+                }
+            }
+        }
     }
-    if !already_there {
-        state.in_flight.received(state, &upload, number).await;
+    Ok(receipt)
+}
+
+/// Where the bytes of a part go while it arrives.
+enum Sink {
+    /// Nowhere: the part is stored already and is only checked.
+    Discard,
+    /// At the part's offset in the upload's file (local storage).
+    File { file: Arc<std::fs::File>, gate: Arc<tokio::sync::RwLock<bool>>, offset: u64 },
+    /// Into an object of its own (object storage).
+    Object(Box<crate::storage::PartWriter>),
+}
+
+impl Sink {
+    /// Stores `bytes`, which start `written` bytes into part `number`.
+    async fn store(
+        &mut self,
+        state: &AppState,
+        id: &str,
+        number: u32,
+        written: u64,
+        bytes: Bytes,
+    ) -> Result<(), ApiError> {
+        match self {
+            Sink::Discard => Ok(()),
+            Sink::File { file, gate, offset } => {
+                let at = *offset + written;
+                let permit = state.in_flight.write_permit(gate, id, number, at).await?;
+                let file = Arc::clone(file);
+                tokio::task::spawn_blocking(move || write_all_at(&file, &bytes, at))
+                    .await
+                    .map_err(ApiError::internal)?
+                    .map_err(storage_error)?;
+                drop(permit);
+                Ok(())
+            }
+            Sink::Object(writer) => writer.write(&bytes).await.map_err(storage_error),
+        }
     }
-    Ok(PartReceipt { number, size: expected, sha256 })
+
+    /// The part was refused: an object begun is removed (bytes written to the file stay, as
+    /// they are not counted).
+    async fn abandon(self) {
+        if let Sink::Object(writer) = self {
+            writer.abort().await;
+        }
+    }
 }
 
 /// Completes upload `id`: every part must be there and the whole file must have the declared
@@ -375,42 +477,25 @@ pub async fn complete(state: &AppState, id: &str) -> Result<Ingested, ApiError> 
         };
         return Err(ApiError::new(StatusCode::CONFLICT, "upload-incomplete", message));
     }
-    if !state.db.begin_completing(id).await? {
+    if !state.db.begin_completing(id, lease_end()).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "upload-not-open",
             "This upload is already being completed by another request.",
         ));
     }
-    // From here the upload is consumed: its file becomes a temporary upload (deleted on any
-    // failure below), and its row goes. No part is written any more once it is closed, and the
-    // prefix is taken before the file moves, so that no background step reads it.
-    state.in_flight.close(id).await;
-    let prefix = state.in_flight.take(id).await;
+    // From here the upload is consumed: its bytes become a temporary upload (deleted on any
+    // failure below), and its row goes. While this runs, the lease is renewed; if this
+    // instance dies, the lease lapses and any instance's sweep deletes the upload.
+    let _lease = Lease::hold(state, id);
     let mut temp = TempUpload::new(&state.config.temp_dir());
-    let source = upload_file(state, id).map_err(ApiError::internal)?;
-    let moved = tokio::fs::rename(&source, temp.path()).await;
-    state.db.delete_upload(id).await?;
-    state.in_flight.discard(id);
-    if let Err(error) = moved {
-        temp.keep();
-        return Err(ApiError::internal(format!("the file of upload {id} is missing: {error}")));
-    }
-    let path = temp.path().to_owned();
-    let used_prefix = prefix.as_ref().is_some_and(|(hashed, _)| *hashed > 0);
-    // Syncs the file (the parts were written without), then hashes what the prefix lacks.
-    let mut digest = tokio::task::spawn_blocking(move || finish_sha256(&path, prefix))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    if digest != upload.sha256 && used_prefix {
-        // Before refusing a whole upload, make sure the shortcut was not the one at fault.
-        let path = temp.path().to_owned();
-        digest = tokio::task::spawn_blocking(move || finish_sha256(&path, None))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?;
-    }
+    let digest = if state.storage.is_local() {
+        assemble_local(state, id, &upload, &mut temp).await?
+    } else {
+        let assembled = assemble_objects(state, id, &upload, temp.path()).await;
+        discard(state, id).await?;
+        assembled?
+    };
     if digest != upload.sha256 {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -427,10 +512,127 @@ pub async fn complete(state: &AppState, id: &str) -> Result<Ingested, ApiError> 
     ingest(state, received, details).await
 }
 
+/// How long a completing upload is held by the instance completing it without renewal.
+const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn lease_end() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + LEASE
+}
+
+/// Renews a completing upload's lease until dropped.
+struct Lease(tokio::task::JoinHandle<()>);
+
+impl Lease {
+    fn hold(state: &AppState, id: &str) -> Lease {
+        let (db, id) = (state.db.clone(), id.to_owned());
+        Lease(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE / 3).await;
+                if !matches!(db.renew_completion(&id, lease_end()).await, Ok(true)) {
+                    return;
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Local storage: moves the upload's file to `temp` and returns its SHA-256 (continuing from the
+/// prefix hashed while parts arrived). The upload is gone afterwards.
+async fn assemble_local(
+    state: &AppState,
+    id: &str,
+    upload: &UploadRow,
+    temp: &mut TempUpload,
+) -> Result<String, ApiError> {
+    // No part is written any more once it is closed, and the prefix is taken before the file
+    // moves, so that no background step reads it.
+    state.in_flight.close(id).await;
+    let prefix = state.in_flight.take(id).await;
+    let source = upload_file(state, id).map_err(ApiError::internal)?;
+    let moved = tokio::fs::rename(&source, temp.path()).await;
+    state.db.delete_upload(id).await?;
+    state.in_flight.discard(id);
+    if let Err(error) = moved {
+        temp.keep();
+        return Err(ApiError::internal(format!("the file of upload {id} is missing: {error}")));
+    }
+    let path = temp.path().to_owned();
+    let used_prefix = prefix.as_ref().is_some_and(|(hashed, _)| *hashed > 0);
+    // Syncs the file (the parts were written without), then hashes what the prefix lacks.
+    let digest = tokio::task::spawn_blocking(move || finish_sha256(&path, prefix))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    if digest != upload.sha256 && used_prefix {
+        // Before refusing a whole upload, make sure the shortcut was not the one at fault.
+        let path = temp.path().to_owned();
+        return tokio::task::spawn_blocking(move || finish_sha256(&path, None))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal);
+    }
+    Ok(digest)
+}
+
+/// Bytes of parts fetched ahead while assembling from object storage.
+const ASSEMBLY_READ_AHEAD: u64 = 64 << 20;
+
+/// Object storage: fetches the parts in order (a few ahead) into `into` while hashing them, and
+/// returns the SHA-256. The parts recorded when completing began are immutable objects, so no
+/// request can change them meanwhile.
+async fn assemble_objects(state: &AppState, id: &str, upload: &UploadRow, into: &Path) -> Result<String, ApiError> {
+    let parts = state.db.upload_parts(id).await?;
+    if parts.len() != part_count(upload) as usize {
+        return Err(ApiError::internal(format!("upload {id} lost parts while completing")));
+    }
+    let ahead = usize::try_from((ASSEMBLY_READ_AHEAD / upload.part_size).max(1)).unwrap_or(1);
+    let storage = state.storage.clone();
+    let mut fetched = futures_util::stream::iter(parts)
+        .map(|part| {
+            let storage = storage.clone();
+            async move {
+                let key = part.object.clone().ok_or_else(|| io::Error::other("a part has no object"))?;
+                let bytes = storage.read_part(&key).await?;
+                if bytes.len() as u64 != part.size {
+                    return Err(io::Error::other(format!(
+                        "part {} has {} bytes, not {}",
+                        part.number,
+                        bytes.len(),
+                        part.size
+                    )));
+                }
+                Ok::<Bytes, io::Error>(bytes)
+            }
+        })
+        .buffered(ahead);
+    let mut file = tokio::fs::File::create(into).await.map_err(storage_error)?;
+    let mut hasher = Sha256::new();
+    while let Some(bytes) = fetched.next().await {
+        let bytes = bytes.map_err(storage_error)?;
+        let hashing = {
+            let bytes = bytes.clone();
+            tokio::task::spawn_blocking(move || {
+                hasher.update(&bytes);
+                hasher
+            })
+        };
+        tokio::io::AsyncWriteExt::write_all(&mut file, &bytes).await.map_err(storage_error)?;
+        hasher = hashing.await.map_err(ApiError::internal)?;
+    }
+    file.sync_all().await.map_err(storage_error)?;
+    Ok(hex(&hasher.finalize()))
+}
+
 /// Cancels upload `id`, deleting its bytes.
 pub async fn abort(state: &AppState, id: &str) -> Result<(), ApiError> {
     find(state, id).await?;
-    if !state.db.begin_completing(id).await? {
+    if !state.db.begin_completing(id, lease_end()).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "upload-not-open",
@@ -440,17 +642,26 @@ pub async fn abort(state: &AppState, id: &str) -> Result<(), ApiError> {
     discard(state, id).await
 }
 
+/// Deletes an upload: its row, then its bytes (its file, or its part objects).
 async fn discard(state: &AppState, id: &str) -> Result<(), ApiError> {
     state.in_flight.discard(id);
+    let parts = state.db.upload_parts(id).await?;
     state.db.delete_upload(id).await?;
-    let path = upload_file(state, id).map_err(ApiError::internal)?;
-    match tokio::fs::remove_file(&path).await {
-        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(ApiError::internal(error)),
-        _ => Ok(()),
+    if state.storage.is_local() {
+        let path = upload_file(state, id).map_err(ApiError::internal)?;
+        return match tokio::fs::remove_file(&path).await {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(ApiError::internal(error)),
+            _ => Ok(()),
+        };
     }
+    for key in parts.into_iter().filter_map(|part| part.object) {
+        state.storage.delete_part(&key).await.map_err(storage_error)?;
+    }
+    Ok(())
 }
 
-/// Deletes abandoned uploads (past their expiry). Returns how many were deleted.
+/// Deletes abandoned uploads (past their expiry, or whose completion lease lapsed). Returns how
+/// many were deleted.
 pub async fn sweep_expired(state: &AppState) -> anyhow::Result<usize> {
     let expired = state.db.expired_upload_ids().await?;
     for id in &expired {
@@ -463,9 +674,25 @@ pub async fn sweep_expired(state: &AppState) -> anyhow::Result<usize> {
     Ok(expired.len())
 }
 
-/// Removes what a crash left (start-up): uploads caught while completing (their file may be
-/// half moved), and upload files without a row.
-pub async fn remove_orphan_files(state: &AppState) -> anyhow::Result<()> {
+/// Removes what a crash left. On local storage (start-up; this instance alone uses the
+/// directory): uploads caught while completing (their file may be half moved), and upload
+/// files without a row. On object storage (shared by instances that may be mid-request): part
+/// objects no upload records, once older than [`crate::ingest::SHARED_GRACE`]; completions cut
+/// off are left to their lease and the sweep.
+pub async fn remove_leftovers(state: &AppState) -> anyhow::Result<()> {
+    if !state.storage.is_local() {
+        let listed = state.storage.list_part_objects().await?;
+        let recorded = state.db.part_objects().await?;
+        let now = std::time::SystemTime::now();
+        for object in listed {
+            let old_enough = now.duration_since(object.modified).unwrap_or_default() >= crate::ingest::SHARED_GRACE;
+            if old_enough && !recorded.contains(&object.key) {
+                tracing::warn!(key = %object.key, "removing a part object no upload records");
+                state.storage.delete_part(&object.key).await?;
+            }
+        }
+        return Ok(());
+    }
     for id in state.db.completing_upload_ids().await? {
         tracing::warn!(upload.id = %id, "deleting an upload whose completion was cut off; push it again");
         if let Err(error) = discard(state, &id).await {

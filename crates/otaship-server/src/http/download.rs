@@ -1,5 +1,6 @@
 //! Downloads of the `.ipa` and the icon: GET and HEAD, `Content-Length`, single byte ranges
-//! (`206`), a strong `ETag` from the content's SHA-256, and never any compression.
+//! (`206`), a strong `ETag` from the content's SHA-256, and never any compression; streamed from
+//! local disk or object storage, or (`--storage-redirect`) redirected to a presigned URL.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -9,13 +10,19 @@ use axum::response::Response;
 use crate::AppState;
 use crate::db::BuildRow;
 use crate::error::ApiError;
-use crate::storage::{BlobKey, BlobKind};
+use crate::ingest::storage_error;
+use crate::storage::{BlobKey, BlobKind, Storage};
 
 async fn build_for(state: &AppState, token: &str) -> Result<BuildRow, ApiError> {
     super::build_by_token(state, token).await?.ok_or_else(|| ApiError::not_found("The build"))
 }
 
-/// `GET|HEAD /i/{token}/app.ipa`.
+/// How long a presigned download URL stays valid. The installer requests it at once (the
+/// redirect is made for this very request); a transfer started in time may take longer.
+const REDIRECT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `GET|HEAD /i/{token}/app.ipa`. With `--storage-redirect`, a GET is answered with a redirect
+/// to a presigned object-store URL; the manifest still names this URL, which never expires.
 pub async fn ipa(
     State(state): State<AppState>,
     method: Method,
@@ -23,14 +30,23 @@ pub async fn ipa(
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
     let build = build_for(&state, &token).await?;
-    let file = state
-        .storage
-        .open(&BlobKey { build_id: build.id.clone(), kind: BlobKind::Ipa })
-        .await
-        .map_err(ApiError::internal)?;
-    let etag = format!("\"{}\"", build.sha256);
+    let key = BlobKey::new(&build.id, BlobKind::Ipa);
     let disposition = content_disposition(&build);
-    serve_file(file, build.size, &etag, "application/octet-stream", Some(&disposition), &method, &headers).await
+    if state.config.storage_redirect
+        && method == Method::GET
+        && let Some(url) =
+            state.storage.presigned_get(&key, REDIRECT_VALIDITY, Some(&disposition)).await.map_err(storage_error)?
+    {
+        return Response::builder()
+            .status(StatusCode::FOUND)
+            .header(header::LOCATION, url)
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(Body::empty())
+            .map_err(ApiError::internal);
+    }
+    let etag = format!("\"{}\"", build.sha256);
+    let blob = Blob { storage: &state.storage, key, size: build.size };
+    serve_blob(blob, &etag, "application/octet-stream", Some(&disposition), &method, &headers).await
 }
 
 /// `GET /i/{token}/icon.png`: the icon as a standard PNG.
@@ -43,14 +59,18 @@ pub async fn icon(
     if !build.has_icon {
         return Err(ApiError::not_found("The icon"));
     }
-    let file = state
-        .storage
-        .open(&BlobKey { build_id: build.id.clone(), kind: BlobKind::Icon })
-        .await
-        .map_err(ApiError::internal)?;
-    let size = file.metadata().await.map_err(ApiError::internal)?.len();
+    let key = BlobKey::new(&build.id, BlobKind::Icon);
+    let size = state.storage.size(&key).await.map_err(storage_error)?;
     let etag = format!("\"icon-{}\"", build.sha256);
-    serve_file(file, size, &etag, "image/png", None, &Method::GET, &headers).await
+    let blob = Blob { storage: &state.storage, key, size };
+    serve_blob(blob, &etag, "image/png", None, &Method::GET, &headers).await
+}
+
+/// A stored blob of known size.
+struct Blob<'a> {
+    storage: &'a Storage,
+    key: BlobKey,
+    size: u64,
 }
 
 /// A readable file name: `Name-1.2-45.ipa`, ASCII for old clients and UTF-8 for the rest.
@@ -68,15 +88,15 @@ fn content_disposition(build: &BuildRow) -> String {
     format!("attachment; filename=\"{ascii}.ipa\"; filename*=UTF-8''{encoded}.ipa")
 }
 
-async fn serve_file(
-    file: tokio::fs::File,
-    size: u64,
+async fn serve_blob(
+    blob: Blob<'_>,
     etag: &str,
     content_type: &'static str,
     disposition: Option<&str>,
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
+    let size = blob.size;
     let mut response = Response::builder()
         .header(header::CONTENT_TYPE, content_type)
         .header(header::ACCEPT_RANGES, "bytes")
@@ -112,58 +132,8 @@ async fn serve_file(
     if method == Method::HEAD {
         return response.body(Body::empty()).map_err(ApiError::internal);
     }
-    let file = file.into_std().await;
-    response.body(Body::from_stream(file_chunks(file, start, length))).map_err(ApiError::internal)
-}
-
-/// Bytes per read of a download. Larger chunks mean fewer trips to the blocking pool per GiB;
-/// each in-flight connection holds about two of them.
-const CHUNK: u64 = 512 << 10;
-
-/// `length` bytes of `file` from `start`, as a stream of chunks. Each chunk is read with one
-/// positioned read straight into the buffer that goes to the socket (no intermediate copy).
-fn file_chunks(
-    file: std::fs::File,
-    start: u64,
-    length: u64,
-) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send {
-    let file = std::sync::Arc::new(file);
-    futures_util::stream::try_unfold((start, start + length), move |(at, end)| {
-        let file = std::sync::Arc::clone(&file);
-        async move {
-            if at >= end {
-                return Ok(None);
-            }
-            let size = usize::try_from(CHUNK.min(end - at)).map_err(std::io::Error::other)?;
-            let chunk = tokio::task::spawn_blocking(move || {
-                let mut buffer = bytes::BytesMut::zeroed(size);
-                read_exact_at(&file, &mut buffer, at)?;
-                Ok::<_, std::io::Error>(buffer.freeze())
-            })
-            .await
-            .map_err(std::io::Error::other)??;
-            Ok(Some((chunk, (at + size as u64, end))))
-        }
-    })
-}
-
-#[cfg(unix)]
-fn read_exact_at(file: &std::fs::File, buffer: &mut [u8], offset: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buffer, offset)
-}
-
-#[cfg(windows)]
-fn read_exact_at(file: &std::fs::File, mut buffer: &mut [u8], mut offset: u64) -> std::io::Result<()> {
-    while !buffer.is_empty() {
-        match std::os::windows::fs::FileExt::seek_read(file, buffer, offset)? {
-            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            read => {
-                buffer = &mut buffer[read..];
-                offset += read as u64;
-            }
-        }
-    }
-    Ok(())
+    let bytes = blob.storage.read_range(&blob.key, start, length).await.map_err(storage_error)?;
+    response.body(Body::from_stream(bytes)).map_err(ApiError::internal)
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/health", get(ui::health_page).post(ui::health_recheck))
         .route("/admin/diagnose", get(ui::diagnose_page).post(ui::diagnose_run))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
         .merge(trust::https_routes())
         .layer(axum::middleware::map_request(host_from_authority))
         // Bodies read whole (JSON, forms) stay small; the three upload routes above stream to
@@ -186,4 +187,30 @@ mod tests {
             "itms-services://?action=download-manifest&url=https%3A%2F%2Fota.example.com%2Fi%2Fabc%2Fmanifest.plist%3Ft%3Da%26b%3Dc%23x"
         );
     }
+}
+
+/// `GET /readyz`: whether this instance can serve builds now: the database answers and the
+/// storage lists. For load balancers' health checks (`/healthz` only says the process runs).
+async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> (axum::http::StatusCode, String) {
+    const WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+    let database = match tokio::time::timeout(WITHIN, state.db.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("no answer within 5 s".to_owned()),
+    };
+    let storage = match tokio::time::timeout(WITHIN, state.storage.check()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("no answer within 5 s".to_owned()),
+    };
+    let line = |name: &str, outcome: &Result<(), String>| match outcome {
+        Ok(()) => format!("{name}: ok\n"),
+        Err(error) => format!("{name}: {error}\n"),
+    };
+    let status = if database.is_ok() && storage.is_ok() {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, format!("{}{}", line("database", &database), line("storage", &storage)))
 }

@@ -4,7 +4,9 @@
 //! name and address the machine answers on. Testers trust the root once, through the
 //! `.mobileconfig` the plain-HTTP helper serves; after that, every certificate the CA signs is
 //! trusted, so the server certificate can be replaced (new addresses, renewal) without asking
-//! testers for anything. Everything lives in `<data-dir>/tls/`; private keys are mode 0600.
+//! testers for anything. The CA is kept in the database ([`shared_ca`]), so that every instance
+//! on it signs with the one root testers trusted; `<data-dir>/tls/` holds a copy of it and this
+//! instance's server certificate. Private key files are mode 0600.
 //!
 //! Apple's rules for the server certificate (spec §3.2): names in subjectAltName, EKU
 //! serverAuth, SHA-256, P-256, at most 825 days (we issue 397, under every rule Apple has had).
@@ -110,32 +112,33 @@ impl std::fmt::Debug for LocalCa {
 }
 
 impl LocalCa {
-    /// Loads the CA from `dir`, creating it on first start.
+    /// Loads the CA from `dir`, creating it on first start (one instance, no database: tests
+    /// and tools).
     pub fn open_or_create(dir: &Path) -> Result<LocalCa> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let cert_path = dir.join(CA_CERT);
-        let key_path = dir.join(CA_KEY);
-        if !cert_path.exists() && !key_path.exists() {
-            let (pem, key) = create_ca()?;
-            write_private(&key_path, key.serialize_pem().as_bytes())?;
-            write_public(&cert_path, pem.as_bytes())?;
-            tracing::info!(path = %cert_path.display(), "created the local certificate authority");
-        }
-        let ca_pem = std::fs::read_to_string(&cert_path).with_context(|| {
-            format!(
-                "cannot read the local CA certificate {}; restore it or remove {}",
-                cert_path.display(),
-                dir.display()
-            )
-        })?;
-        let key_pem = std::fs::read_to_string(&key_path).with_context(|| {
-            format!("cannot read the local CA key {}; restore it or remove {}", key_path.display(), dir.display())
-        })?;
-        let ca_key = KeyPair::from_pem(&key_pem)
-            .with_context(|| format!("the local CA key {} is damaged; restore it or remove it", key_path.display()))?;
+        let (ca_pem, key_pem) = match read_ca_files(dir)? {
+            Some(pems) => pems,
+            None => new_ca_pems()?,
+        };
+        LocalCa::from_pems(dir, ca_pem, &key_pem)
+    }
+
+    /// The CA from its PEM texts; `dir` keeps a copy of them (written when missing or
+    /// different) and the server certificate.
+    fn from_pems(dir: &Path, ca_pem: String, key_pem: &str) -> Result<LocalCa> {
+        let ca_key = KeyPair::from_pem(key_pem).context("the local CA key is damaged; restore it")?;
         let ca_der = rustls_pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes())
             .map(|der| der.to_vec())
-            .with_context(|| format!("the local CA certificate {} is damaged", cert_path.display()))?;
+            .context("the local CA certificate is damaged; restore it")?;
+        let (cert_path, key_path) = (dir.join(CA_CERT), dir.join(CA_KEY));
+        if std::fs::read_to_string(&key_path).ok().as_deref() != Some(key_pem) {
+            write_private(&key_path, key_pem.as_bytes())?;
+        }
+        if std::fs::read_to_string(&cert_path).ok().as_deref() != Some(ca_pem.as_str()) {
+            write_public(&cert_path, ca_pem.as_bytes())?;
+            // A server certificate of another CA must not be served with this one.
+            std::fs::remove_file(dir.join(SERVER_CERT)).ok();
+        }
         Ok(LocalCa { dir: dir.to_owned(), ca_pem, ca_der, ca_key })
     }
 
@@ -329,6 +332,58 @@ fn stored_certificate_fits(pem: &[u8], names: &ServerNames) -> bool {
         }
     }
     dns == names.dns && ips == names.ips
+}
+
+/// The CA certificate and key PEMs in `dir`, if both are there.
+fn read_ca_files(dir: &Path) -> Result<Option<(String, String)>> {
+    let (cert_path, key_path) = (dir.join(CA_CERT), dir.join(CA_KEY));
+    if !cert_path.exists() && !key_path.exists() {
+        return Ok(None);
+    }
+    let ca_pem = std::fs::read_to_string(&cert_path).with_context(|| {
+        format!("cannot read the local CA certificate {}; restore it or remove {}", cert_path.display(), dir.display())
+    })?;
+    let key_pem = std::fs::read_to_string(&key_path).with_context(|| {
+        format!("cannot read the local CA key {}; restore it or remove {}", key_path.display(), dir.display())
+    })?;
+    Ok(Some((ca_pem, key_pem)))
+}
+
+fn new_ca_pems() -> Result<(String, String)> {
+    let (pem, key) = create_ca()?;
+    tracing::info!("created the local certificate authority");
+    Ok((pem, key.serialize_pem()))
+}
+
+/// The shared secret that holds the CA.
+const CA_SECRET: &str = "local-ca";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CaSecret {
+    certificate: String,
+    key: String,
+}
+
+/// The CA every instance on this database shares: kept in the database (so that testers trust
+/// one root whichever instance answers), with a copy in `<data-dir>/tls/`. On first start it is
+/// the CA already in the data directory (an install from before the CA moved to the database),
+/// else a new one; when instances start together, the first one stored wins.
+pub async fn shared_ca(db: &crate::db::Db, data_dir: &Path) -> Result<LocalCa> {
+    let dir = data_dir.join("tls");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let stored = match db.secret(CA_SECRET).await? {
+        Some(stored) => stored,
+        None => {
+            let (certificate, key) = match read_ca_files(&dir)? {
+                Some(pems) => pems,
+                None => new_ca_pems()?,
+            };
+            let value = serde_json::to_string(&CaSecret { certificate, key })?;
+            db.secret_or_insert(CA_SECRET, &value).await?
+        }
+    };
+    let secret: CaSecret = serde_json::from_str(&stored).context("the local CA stored in the database is damaged")?;
+    LocalCa::from_pems(&dir, secret.certificate, &secret.key)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -185,11 +185,18 @@ fn stamp(files: &CertificateFiles) -> Option<FileStamp> {
 
 impl Tls {
     /// Sets up HTTPS as configured (creating the local CA on first start); `None` for `--tls off`.
-    pub fn start(setting: &crate::TlsSetting, data_dir: &Path) -> Result<Option<Tls>> {
+    pub fn start(
+        setting: &crate::TlsSetting,
+        data_dir: &Path,
+        local_ca: Option<local_ca::LocalCa>,
+    ) -> Result<Option<Tls>> {
         match setting {
             crate::TlsSetting::Off => Ok(None),
             crate::TlsSetting::LocalCa { hosts } => {
-                let ca = local_ca::LocalCa::open_or_create(&data_dir.join("tls"))?;
+                let ca = match local_ca {
+                    Some(ca) => ca,
+                    None => local_ca::LocalCa::open_or_create(&data_dir.join("tls"))?,
+                };
                 let (key, _) = ca.server_certificate(&local_ca::ServerNames::of_this_machine(hosts))?;
                 let certificate = Arc::new(CertificateResolver::new(key));
                 Ok(Some(Tls {
@@ -351,6 +358,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Responses are written as headers then streamed bodies: without this, a small body on a
+        // kept-alive connection waits for the client's delayed ACK (about 40 ms).
+        let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let builder = builder.clone();
         let service = TowerToHyperService::new(router.clone());

@@ -647,7 +647,7 @@ async fn uploaders_sign_in_drop_an_ipa_watch_it_progress_and_delete_it() {
     browser.client.find(Locator::Css(".delete-form button")).await.expect("delete").click().await.expect("click");
     browser.client.accept_alert().await.expect("the confirmation");
     browser.client.wait().at_most(PATIENCE).for_element(Locator::Css("#no-apps")).await.expect("back to no apps");
-    assert!(server.files_under("blobs").is_empty(), "the files are gone");
+    assert!(server.blob_keys().await.is_empty(), "the files are gone");
     browser.close().await;
     server.stop().await;
 }

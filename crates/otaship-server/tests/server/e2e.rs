@@ -2,13 +2,13 @@
 //! install page's link parsed back to the manifest URL, the manifest as a plist, downloads
 //! with ranges, refusals that leave nothing behind, and tokens.
 
-use std::path::Path;
-
 use otaship_ipa::builder::{IpaBuilder, profile_plist};
+use otaship_server::storage::{BlobKey, BlobKind};
 use otaship_server::{AppState, Config, ServeArgs, tokens};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::backends;
 use crate::support::{FIXTURES, Server, fixture_files, install_href, manifest_url_of};
 
 #[tokio::test]
@@ -115,7 +115,7 @@ async fn every_fixture_uploads_or_is_refused_cleanly() {
     }
     assert_eq!(accepted, 18);
     assert!(server.files_under("tmp").is_empty(), "no temporary file remains");
-    assert_eq!(server.files_under("blobs").iter().filter(|path| path.ends_with("app.ipa")).count(), 18);
+    assert_eq!(server.blob_keys().await.iter().filter(|key| key.ends_with("app.ipa")).count(), 18);
     server.stop().await;
 }
 
@@ -229,7 +229,7 @@ async fn the_api_refuses_missing_wrong_and_revoked_tokens() {
     server.state.db.revoke_token("revokeme").await.expect("revoke");
     let revoked = client.get(format!("{}/api/v1/apps", server.base)).bearer_auth(&token).send().await.expect("request");
     assert_eq!(revoked.status(), StatusCode::UNAUTHORIZED);
-    assert!(server.files_under("blobs").is_empty(), "nothing was stored");
+    assert!(server.blob_keys().await.is_empty(), "nothing was stored");
     server.stop().await;
 }
 
@@ -247,7 +247,7 @@ async fn bad_and_oversized_uploads_leave_nothing_behind() {
     let response = server.upload(Vec::new()).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(server.files_under("tmp").is_empty());
-    assert!(server.files_under("blobs").is_empty());
+    assert!(server.blob_keys().await.is_empty());
     let apps: Value = server.api_json("/api/v1/apps", &[]).await;
     assert_eq!(apps["apps"].as_array().map(Vec::len), Some(0));
     server.stop().await;
@@ -287,7 +287,7 @@ async fn apps_builds_and_deletion() {
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     assert_eq!(client.get(&install_url).send().await.expect("page").status(), StatusCode::NOT_FOUND);
     assert_eq!(client.get(format!("{install_url}/app.ipa")).send().await.expect("ipa").status(), StatusCode::NOT_FOUND);
-    assert!(!server.data_dir.path().join("blobs/builds").join(&ids[0]).exists(), "its files are gone");
+    assert!(!server.blob_keys().await.iter().any(|key| key.contains(&ids[0])), "its files are gone");
     let again = client
         .delete(format!("{}/api/v1/builds/{}", server.base, ids[0]))
         .bearer_auth(&server.token)
@@ -330,17 +330,32 @@ async fn public_url_and_proxy_headers_decide_absolute_urls() {
 async fn a_restart_removes_what_a_crash_left_behind() {
     let mut server = Server::start().await;
     let kept: Value = server.upload(IpaBuilder::new("com.example.kept").to_bytes()).await.json().await.expect("JSON");
+    let kept_id = kept["id"].as_str().expect("id").to_owned();
     server.stop().await;
     let data = server.data_dir.path().to_owned();
     std::fs::write(data.join("tmp/upload-interrupted.part"), b"half an upload").expect("write");
-    let orphan = data.join("blobs/builds/00112233445566778899aabbccddeeff");
-    std::fs::create_dir_all(&orphan).expect("mkdir");
-    std::fs::write(orphan.join("app.ipa"), b"never recorded").expect("write");
-    let config = Config::load(&ServeArgs { data_dir: Some(data.clone()), ..ServeArgs::default() }).expect("config");
-    let state = AppState::open(config).await.expect("reopen");
+    let orphan = "00112233445566778899aabbccddeeff";
+    let young_orphan = "ffeeddccbbaa99887766554433221100";
+    for id in [orphan, young_orphan] {
+        server.state.storage.put_bytes(&BlobKey::new(id, BlobKind::Ipa), b"never recorded").await.expect("write");
+    }
+    let shared = !server.state.storage.is_local();
+    if shared {
+        // On shared storage a blob without a build may be another instance's upload in
+        // progress: only old ones are left overs. Age one (s3s-fs keeps objects as files).
+        let bucket_dir = backends::s3()
+            .root
+            .join(server.args.storage.as_deref().and_then(|url| url.strip_prefix("s3://")).expect("s3 URL"));
+        let file = bucket_dir.join(format!("builds/{orphan}/app.ipa"));
+        let touched =
+            std::process::Command::new("touch").arg("-d").arg("2 hours ago").arg(&file).status().expect("touch");
+        assert!(touched.success(), "{}", file.display());
+    }
+    let state = AppState::open(Config::load(&server.restart_args()).expect("config")).await.expect("reopen");
     assert!(!data.join("tmp/upload-interrupted.part").exists());
-    assert!(!orphan.exists());
-    assert!(data.join("blobs/builds").join(kept["id"].as_str().expect("id")).join("app.ipa").exists());
+    let blobs = server.blob_keys().await;
+    assert!(!blobs.iter().any(|key| key.contains(orphan)), "{blobs:?}");
+    assert_eq!(blobs.iter().any(|key| key.contains(young_orphan)), shared, "{blobs:?}");
+    assert!(blobs.contains(&format!("builds/{kept_id}/app.ipa")), "{blobs:?}");
     assert!(state.db.integrity_ok().await.expect("check"));
-    let _ = Path::new(&data);
 }

@@ -4,9 +4,11 @@
 //! (`uploads`).
 #![expect(clippy::expect_used, reason = "test helpers cannot go on without their input")]
 
+mod backends;
 mod browser;
 mod e2e;
 mod https;
+mod scale;
 mod support;
 mod ui;
 mod uploads;

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use otaship_server::{AppState, Config, ServeArgs, tokens};
+
+use crate::backends;
 use serde_json::Value;
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/third-party/ipa/");
@@ -16,6 +18,9 @@ pub struct Server {
     /// The CA the client trusts when the server speaks HTTPS.
     pub trusted_ca: Option<reqwest::Certificate>,
     pub data_dir: tempfile::TempDir,
+    /// The settings it was started with (database, storage, ...): to start it again, or
+    /// another instance beside it.
+    pub args: ServeArgs,
     pub state: AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -27,6 +32,14 @@ impl Server {
     }
 
     pub async fn start_with(mut args: ServeArgs) -> Server {
+        if backends::selected() == backends::Backend::PostgresS3 {
+            backends::use_postgres_s3(&mut args).await;
+        }
+        Server::start_exactly(args).await
+    }
+
+    /// Starts a server with these settings, on whatever backend they name.
+    pub async fn start_exactly(mut args: ServeArgs) -> Server {
         let data_dir = tempfile::tempdir().expect("tempdir");
         args.data_dir = Some(data_dir.path().to_owned());
         if args.listen.is_none() {
@@ -40,6 +53,7 @@ impl Server {
             args.http_listen = Some("127.0.0.1:0".into());
         }
         let config = Config::load(&args).expect("config");
+        let args = ServeArgs { data_dir: None, ..args };
         let state = AppState::open(config).await.expect("state");
         let token = tokens::generate();
         state.seed_token(&token).await.expect("token");
@@ -59,7 +73,7 @@ impl Server {
         let task = tokio::spawn(otaship_server::serve(state.clone(), listeners, async {
             let _ = stopped.await;
         }));
-        Server { base, http_base, token, trusted_ca, data_dir, state, stop: Some(stop), task: Some(task) }
+        Server { base, http_base, token, trusted_ca, data_dir, args, state, stop: Some(stop), task: Some(task) }
     }
 
     pub async fn stop(&mut self) {
@@ -119,6 +133,27 @@ impl Server {
             request = request.header(*name, *value);
         }
         request.send().await.expect("request").json().await.expect("JSON")
+    }
+
+    /// The settings to open this server's data again (after `stop`): same data directory,
+    /// database and storage.
+    pub fn restart_args(&self) -> ServeArgs {
+        ServeArgs { data_dir: Some(self.data_dir.path().to_owned()), ..self.args.clone() }
+    }
+
+    /// Every stored blob (`builds/<id>/app.ipa`, ...), on whichever storage the server uses.
+    pub async fn blob_keys(&self) -> Vec<String> {
+        self.state.storage.list_blobs().await.expect("list blobs").into_iter().map(|blob| blob.key).collect()
+    }
+
+    /// What holds the bytes of resumable uploads: upload files on local disk, part objects on
+    /// object storage.
+    pub async fn upload_leftovers(&self) -> Vec<String> {
+        let mut found: Vec<String> =
+            self.files_under("uploads").iter().map(|path| path.display().to_string()).collect();
+        found
+            .extend(self.state.storage.list_part_objects().await.expect("list parts").into_iter().map(|part| part.key));
+        found
     }
 
     pub fn files_under(&self, dir: &str) -> Vec<PathBuf> {

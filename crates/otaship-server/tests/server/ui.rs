@@ -74,7 +74,7 @@ async fn uploads_need_the_session_and_its_csrf_token() {
     let missing = browser.upload(ipa(), "", "", false).await;
     assert_eq!(missing.status(), StatusCode::FORBIDDEN);
     assert!(missing.text().await.expect("html").contains("reload the page"));
-    assert!(server.files_under("blobs").is_empty(), "refused uploads store nothing");
+    assert!(server.blob_keys().await.is_empty(), "refused uploads store nothing");
 
     let by_script = browser.upload(ipa(), "first <b>notes</b>", &csrf, true).await;
     assert_eq!(by_script.status(), StatusCode::CREATED);
@@ -120,15 +120,15 @@ async fn deleting_checks_origin_and_csrf_then_removes_the_files() {
     assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
     let forged = browser.post_form(&path, &[("csrf", "nope")], None).await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
-    assert!(server.data_dir.path().join("blobs/builds").join(&ids[0]).exists());
+    assert!(server.blob_keys().await.iter().any(|key| key.contains(&ids[0])));
 
     let deleted = browser.post_form(&path, &[("csrf", &csrf)], Some(&server.base.clone())).await;
     assert_eq!(deleted.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&deleted), "/apps/com.example.gone");
-    assert!(!server.data_dir.path().join("blobs/builds").join(&ids[0]).exists());
+    assert!(!server.blob_keys().await.iter().any(|key| key.contains(&ids[0])));
     let last = browser.post_form(&format!("/builds/{}/delete", ids[1]), &[("csrf", &csrf)], None).await;
     assert_eq!(location(&last), "/", "the app's last build gone: back to the app list");
-    assert!(server.files_under("blobs").is_empty());
+    assert!(server.blob_keys().await.is_empty());
     server.stop().await;
 }
 

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::support::Server;
 
-const MIB: usize = 1 << 20;
+pub(crate) const MIB: usize = 1 << 20;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -41,23 +41,23 @@ fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// A valid `.ipa` whose app carries `payload` random bytes, stored (not deflated).
-fn random_ipa(bundle_id: &str, seed: u64, payload: usize) -> Vec<u8> {
+pub(crate) fn random_ipa(bundle_id: &str, seed: u64, payload: usize) -> Vec<u8> {
     IpaBuilder::new(bundle_id)
         .entry(ZipEntry::stored("Payload/Example.app/Assets.car", random_bytes(seed, payload)))
         .to_bytes()
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// The RFC 9530 `Content-Digest` value of `bytes`.
-fn content_digest(bytes: &[u8]) -> String {
+pub(crate) fn content_digest(bytes: &[u8]) -> String {
     format!("sha-256=:{}:", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes)))
 }
 
 /// Part `number` (from 1) of `bytes` cut in `part_size` pieces.
-fn part(bytes: &[u8], part_size: usize, number: usize) -> Vec<u8> {
+pub(crate) fn part(bytes: &[u8], part_size: usize, number: usize) -> Vec<u8> {
     let start = (number - 1) * part_size;
     bytes[start..(start + part_size).min(bytes.len())].to_vec()
 }
@@ -66,11 +66,11 @@ fn numbers(value: &Value) -> Vec<u64> {
     value.as_array().expect("array").iter().map(|number| number.as_u64().expect("number")).collect()
 }
 
-fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
+pub(crate) fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
     value[key].as_str().unwrap_or_else(|| panic!("{key} is not a string in {value}"))
 }
 
-async fn status_and_json(response: reqwest::Response) -> (StatusCode, Value) {
+pub(crate) async fn status_and_json(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
     let bytes = response.bytes().await.expect("body");
     let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
@@ -78,13 +78,13 @@ async fn status_and_json(response: reqwest::Response) -> (StatusCode, Value) {
 }
 
 /// An API client for the uploads routes of one server.
-struct Api<'a> {
+pub(crate) struct Api<'a> {
     server: &'a Server,
     client: reqwest::Client,
 }
 
 impl<'a> Api<'a> {
-    fn new(server: &'a Server) -> Self {
+    pub(crate) fn new(server: &'a Server) -> Self {
         Api { server, client: server.client() }
     }
 
@@ -92,7 +92,7 @@ impl<'a> Api<'a> {
         format!("{}{path}", self.server.base)
     }
 
-    async fn create(&self, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn create(&self, body: Value) -> (StatusCode, Value) {
         let response = self
             .client
             .post(self.url("/api/v1/uploads"))
@@ -105,14 +105,14 @@ impl<'a> Api<'a> {
     }
 
     /// Creates an upload that must be new (201) and returns its JSON.
-    async fn create_new(&self, body: Value) -> Value {
+    pub(crate) async fn create_new(&self, body: Value) -> Value {
         let (status, answer) = self.create(body).await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
         assert!(answer.get("build").is_none(), "{answer}");
         answer["upload"].clone()
     }
 
-    async fn get(&self, id: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, id: &str) -> (StatusCode, Value) {
         let response = self
             .client
             .get(self.url(&format!("/api/v1/uploads/{id}")))
@@ -123,7 +123,7 @@ impl<'a> Api<'a> {
         status_and_json(response).await
     }
 
-    async fn delete(&self, id: &str) -> (StatusCode, Value) {
+    pub(crate) async fn delete(&self, id: &str) -> (StatusCode, Value) {
         let response = self
             .client
             .delete(self.url(&format!("/api/v1/uploads/{id}")))
@@ -134,7 +134,7 @@ impl<'a> Api<'a> {
         status_and_json(response).await
     }
 
-    async fn complete(&self, id: &str) -> (StatusCode, Value) {
+    pub(crate) async fn complete(&self, id: &str) -> (StatusCode, Value) {
         let response = self
             .client
             .post(self.url(&format!("/api/v1/uploads/{id}/complete")))
@@ -146,7 +146,13 @@ impl<'a> Api<'a> {
     }
 
     /// PUTs `body` as part `number` (a string, to send invalid ones) with this `Content-Digest`.
-    async fn put_raw(&self, id: &str, number: &str, body: reqwest::Body, digest: Option<&str>) -> (StatusCode, Value) {
+    pub(crate) async fn put_raw(
+        &self,
+        id: &str,
+        number: &str,
+        body: reqwest::Body,
+        digest: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut request = self
             .client
             .put(self.url(&format!("/api/v1/uploads/{id}/parts/{number}")))
@@ -160,13 +166,13 @@ impl<'a> Api<'a> {
     }
 
     /// PUTs the bytes of a part with their own digest.
-    async fn put(&self, id: &str, number: usize, bytes: Vec<u8>) -> (StatusCode, Value) {
+    pub(crate) async fn put(&self, id: &str, number: usize, bytes: Vec<u8>) -> (StatusCode, Value) {
         let digest = content_digest(&bytes);
         self.put_raw(id, &number.to_string(), bytes.into(), Some(&digest)).await
     }
 
     /// PUTs a part that must be accepted, checking the receipt.
-    async fn put_ok(&self, id: &str, number: usize, bytes: Vec<u8>) {
+    pub(crate) async fn put_ok(&self, id: &str, number: usize, bytes: Vec<u8>) {
         let (length, sha) = (bytes.len(), sha256_hex(&bytes));
         let (status, receipt) = self.put(id, number, bytes).await;
         assert_eq!(status, StatusCode::OK, "part {number}: {receipt}");
@@ -198,8 +204,26 @@ fn upload_file(server: &Server, id: &str) -> PathBuf {
     server.data_dir.path().join("uploads").join(format!("{id}.part"))
 }
 
-fn assert_nothing_left(server: &Server) {
-    assert_eq!(server.files_under("uploads"), Vec::<PathBuf>::new(), "no upload file remains");
+/// Ids of the uploads whose bytes are stored: upload files on local disk, part objects on
+/// object storage.
+async fn stored_upload_ids(server: &Server) -> BTreeSet<String> {
+    server
+        .upload_leftovers()
+        .await
+        .iter()
+        .filter_map(|found| {
+            let name = found.rsplit_once("uploads/").map(|(_, rest)| rest)?;
+            Some(name.split(['/', '.']).next()?.to_owned())
+        })
+        .collect()
+}
+
+async fn upload_stored(server: &Server, id: &str) -> bool {
+    stored_upload_ids(server).await.contains(id)
+}
+
+async fn assert_nothing_left(server: &Server) {
+    assert_eq!(server.upload_leftovers().await, Vec::<String>::new(), "nothing of an upload remains");
     assert_eq!(server.files_under("tmp"), Vec::<PathBuf>::new(), "no temporary file remains");
 }
 
@@ -209,8 +233,8 @@ async fn download(server: &Server, build: &Value) -> Vec<u8> {
     response.bytes().await.expect("body").to_vec()
 }
 
-fn ipa_blobs(server: &Server) -> usize {
-    server.files_under("blobs").iter().filter(|path| path.ends_with("app.ipa")).count()
+async fn ipa_blobs(server: &Server) -> usize {
+    server.blob_keys().await.iter().filter(|key| key.ends_with("app.ipa")).count()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -250,8 +274,11 @@ async fn a_build_arrives_in_parts_out_of_order_and_in_parallel() {
     let url = format!("{}/api/v1/uploads/{id}", server.base);
     assert_eq!(upload["part_url"], format!("{url}/parts/{{number}}"));
     assert_eq!(upload["complete_url"], format!("{url}/complete"));
-    let file = upload_file(&server, &id);
-    assert_eq!(std::fs::metadata(&file).expect("upload file").len(), ipa.len() as u64);
+    if server.state.storage.is_local() {
+        // One sparse file of the whole size, written at each part's offset.
+        let file = upload_file(&server, &id);
+        assert_eq!(std::fs::metadata(&file).expect("upload file").len(), ipa.len() as u64);
+    }
 
     // The last (short) part first, through the advertised part_url.
     let last = part(&ipa, MIB, 5);
@@ -310,9 +337,9 @@ async fn a_build_arrives_in_parts_out_of_order_and_in_parallel() {
     assert_error(status, &body, StatusCode::NOT_FOUND, "upload-not-found");
     let (status, body) = api.complete(&id).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "upload-not-found");
-    assert!(!file.exists());
-    assert_nothing_left(&server);
-    assert_eq!(ipa_blobs(&server), 1);
+    assert!(!upload_stored(&server, &id).await);
+    assert_nothing_left(&server).await;
+    assert_eq!(ipa_blobs(&server).await, 1);
     server.stop().await;
 }
 
@@ -352,7 +379,7 @@ async fn an_interrupted_upload_resumes_with_the_parts_it_holds() {
     assert_eq!(resumed["sha256"], sha);
     assert_eq!(numbers(&resumed["received_parts"]), vec![1, 3]);
     assert_eq!(numbers(&resumed["missing_parts"]), vec![2, 4]);
-    assert_eq!(server.files_under("uploads").len(), 1, "no second file was created");
+    assert_eq!(stored_upload_ids(&server).await, BTreeSet::from([id.clone()]), "nothing was stored twice");
     // The same SHA-256 with another size is another file.
     let other = api.create_new(json!({"size": ipa.len() + 1, "sha256": sha})).await;
     assert_ne!(other["id"], id.as_str());
@@ -370,14 +397,14 @@ async fn an_interrupted_upload_resumes_with_the_parts_it_holds() {
     assert_eq!(build["channel"], "beta");
     assert_eq!(build["metadata"], json!({"attempt": "2"}));
     assert_eq!(download(&server, &build).await, ipa);
-    assert_nothing_left(&server);
+    assert_nothing_left(&server).await;
 
     // Once completed, the same file is a build: creating an upload for it answers with the build.
     let (status, answer) = api.create(json!({"size": ipa.len(), "sha256": sha})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert!(answer.get("upload").is_none(), "{answer}");
     assert_eq!(answer["build"]["id"], build["id"]);
-    assert_nothing_left(&server);
+    assert_nothing_left(&server).await;
     server.stop().await;
 }
 
@@ -461,7 +488,7 @@ async fn bad_parts_are_refused_and_not_counted() {
     let (status, build) = api.complete(&id).await;
     assert_eq!(status, StatusCode::CREATED, "{build}");
     assert_eq!(download(&server, &build).await, ipa);
-    assert_nothing_left(&server);
+    assert_nothing_left(&server).await;
     server.stop().await;
 }
 
@@ -539,8 +566,8 @@ async fn a_wrong_whole_checksum_discards_the_upload() {
     assert_error(status, &body, StatusCode::NOT_FOUND, "upload-not-found");
     let (status, body) = api.complete(&id).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "upload-not-found");
-    assert_nothing_left(&server);
-    assert_eq!(ipa_blobs(&server), 0);
+    assert_nothing_left(&server).await;
+    assert_eq!(ipa_blobs(&server).await, 0);
     server.stop().await;
 }
 
@@ -551,8 +578,8 @@ async fn a_file_that_is_not_an_ipa_is_refused_at_completion_and_discarded() {
     let junk = random_bytes(6, MIB + 10);
     let (status, body) = push(&api, &junk, json!({})).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "not-a-zip");
-    assert_nothing_left(&server);
-    assert_eq!(ipa_blobs(&server), 0);
+    assert_nothing_left(&server).await;
+    assert_eq!(ipa_blobs(&server).await, 0);
     server.stop().await;
 }
 
@@ -590,7 +617,7 @@ async fn completing_with_parts_missing_lists_them() {
     assert!(!message.contains("21"), "{message}");
     let (status, _) = api.delete(&big_id).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_nothing_left(&server);
+    assert_nothing_left(&server).await;
     server.stop().await;
 }
 
@@ -613,7 +640,7 @@ async fn a_file_of_whole_parts_has_a_full_last_part() {
     let (status, build) = api.complete(&id).await;
     assert_eq!(status, StatusCode::CREATED, "{build}");
     assert_eq!(download(&server, &build).await, ipa);
-    assert_nothing_left(&server);
+    assert_nothing_left(&server).await;
     server.stop().await;
 }
 
@@ -645,8 +672,8 @@ async fn two_completions_at_once_make_one_build() {
         }
     }
     assert_eq!(download(&server, created[0].1).await, ipa);
-    assert_nothing_left(&server);
-    assert_eq!(ipa_blobs(&server), 1);
+    assert_nothing_left(&server).await;
+    assert_eq!(ipa_blobs(&server).await, 1);
     server.stop().await;
 }
 
@@ -684,7 +711,7 @@ async fn an_upload_being_completed_is_never_seen_without_its_parts() {
         }
     }
     assert!(seen.is_empty(), "a complete upload was read as missing parts while it completed: {seen:#?}");
-    assert_nothing_left(&server);
+    assert_nothing_left(&server).await;
     server.stop().await;
 }
 
@@ -733,10 +760,10 @@ async fn a_cancelled_upload_leaves_nothing() {
     let upload = api.create_new(json!({"size": ipa.len(), "sha256": sha256_hex(&ipa), "part_size": MIB})).await;
     let id = str_of(&upload, "id").to_owned();
     api.put_ok(&id, 2, part(&ipa, MIB, 2)).await;
-    assert!(upload_file(&server, &id).exists());
+    assert!(upload_stored(&server, &id).await);
     let (status, body) = api.delete(&id).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    assert!(!upload_file(&server, &id).exists());
+    assert!(!upload_stored(&server, &id).await);
     let (status, body) = api.get(&id).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "upload-not-found");
     let (status, body) = api.put(&id, 1, part(&ipa, MIB, 1)).await;
@@ -745,7 +772,7 @@ async fn a_cancelled_upload_leaves_nothing() {
     assert_error(status, &body, StatusCode::NOT_FOUND, "upload-not-found");
     let (status, body) = api.delete(&id).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "upload-not-found");
-    assert_nothing_left(&server);
+    assert_nothing_left(&server).await;
 
     // Pushing the same file again starts afresh.
     let again = api.create_new(json!({"size": ipa.len(), "sha256": sha256_hex(&ipa)})).await;
@@ -806,7 +833,7 @@ async fn creating_an_upload_checks_what_it_is_told() {
         let (status, answer) = status_and_json(response).await;
         assert_error(status, &answer, StatusCode::BAD_REQUEST, "bad-json");
     }
-    assert_eq!(server.files_under("uploads"), Vec::<PathBuf>::new(), "refusals create nothing");
+    assert_eq!(server.upload_leftovers().await, Vec::<String>::new(), "refusals create nothing");
 
     // Part sizes are kept within 1 MiB..=256 MiB; 8 MiB by default.
     for (requested, expected) in [(None, 8 * MIB), (Some(1), MIB), (Some(3 * MIB), 3 * MIB), (Some(1 << 40), 256 * MIB)]
@@ -821,7 +848,7 @@ async fn creating_an_upload_checks_what_it_is_told() {
         let (status, _) = api.delete(str_of(&upload, "id")).await;
         assert_eq!(status, StatusCode::NO_CONTENT);
     }
-    assert_nothing_left(&server);
+    assert_nothing_left(&server).await;
     server.stop().await;
 }
 
@@ -851,7 +878,7 @@ async fn abandoned_uploads_expire_and_are_swept() {
     let upload = api.create_new(json!({"size": ipa.len(), "sha256": sha256_hex(&ipa), "part_size": MIB})).await;
     let id = str_of(&upload, "id").to_owned();
     api.put_ok(&id, 1, part(&ipa, MIB, 1)).await;
-    assert!(upload_file(&server, &id).exists());
+    assert!(upload_stored(&server, &id).await);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (status, body) = api.get(&id).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "upload-not-found");
@@ -860,11 +887,11 @@ async fn abandoned_uploads_expire_and_are_swept() {
     let (status, body) = api.complete(&id).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "upload-not-found");
     let mut waited = Duration::ZERO;
-    while !server.files_under("uploads").is_empty() && waited < Duration::from_secs(10) {
+    while !server.upload_leftovers().await.is_empty() && waited < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         waited += Duration::from_millis(100);
     }
-    assert_eq!(server.files_under("uploads"), Vec::<PathBuf>::new(), "the sweeper deleted the abandoned upload");
+    assert_eq!(server.upload_leftovers().await, Vec::<String>::new(), "the sweeper deleted the abandoned upload");
     // The same file starts a new upload.
     let (status, again) = api.create(json!({"size": ipa.len(), "sha256": sha256_hex(&ipa)})).await;
     assert_eq!(status, StatusCode::CREATED, "{again}");
@@ -876,18 +903,21 @@ async fn abandoned_uploads_expire_and_are_swept() {
 async fn a_restart_deletes_abandoned_uploads_and_stray_files() {
     let mut server = Server::start_with(ServeArgs { upload_expiry: Some("3s".into()), ..ServeArgs::default() }).await;
     let api = Api::new(&server);
-    let abandoned = api.create_new(json!({"size": 3 * MIB, "sha256": "ef".repeat(32), "part_size": MIB})).await;
+    let ipa = random_ipa("com.example.restart", 12, 3 * MIB);
+    let abandoned = api.create_new(json!({"size": ipa.len(), "sha256": sha256_hex(&ipa), "part_size": MIB})).await;
     let abandoned_id = str_of(&abandoned, "id").to_owned();
+    api.put_ok(&abandoned_id, 1, part(&ipa, MIB, 1)).await;
     server.stop().await;
-    let data = server.data_dir.path().to_owned();
-    let abandoned_file = data.join("uploads").join(format!("{abandoned_id}.part"));
-    assert!(abandoned_file.exists());
+    assert!(upload_stored(&server, &abandoned_id).await);
+    let local = server.state.storage.is_local();
+    let restart = server.restart_args();
     let reopen = || async {
-        let config = Config::load(&ServeArgs { data_dir: Some(data.clone()), ..ServeArgs::default() }).expect("config");
+        let config = Config::load(&ServeArgs { upload_expiry: None, ..restart.clone() }).expect("config");
         AppState::open(config).await.expect("open")
     };
 
-    // An upload that is not abandoned (default expiry: a day), and a file no upload owns.
+    // An upload that is not abandoned (default expiry: a day), and (local disk) a file no upload
+    // owns.
     let state = reopen().await;
     let details = BuildDetails::new(None, None, Vec::new()).expect("details");
     let new = NewUpload { file_name: "kept.ipa".into(), size: 10, sha256: "12".repeat(32), part_size: None, details };
@@ -896,17 +926,21 @@ async fn a_restart_deletes_abandoned_uploads_and_stray_files() {
         _ => panic!("a new upload"),
     };
     drop(state);
-    let stray = data.join("uploads").join(format!("{}.part", "0".repeat(32)));
-    std::fs::write(&stray, b"left by a crash").expect("write");
+    let stray = server.data_dir.path().join("uploads").join(format!("{}.part", "0".repeat(32)));
+    if local {
+        std::fs::write(&stray, b"left by a crash").expect("write");
+    }
 
-    // Past the abandoned upload's expiry (3 s after it was created).
+    // Past the abandoned upload's expiry (3 s after its last part).
     tokio::time::sleep(Duration::from_millis(3500)).await;
     // Start-up alone cleans up (this state runs no sweeper: it is never served).
     let state = reopen().await;
-    assert!(!abandoned_file.exists(), "the abandoned upload's file is gone");
+    assert!(!upload_stored(&server, &abandoned_id).await, "the abandoned upload's bytes are gone");
     assert!(state.db.upload(&abandoned_id).await.expect("query").is_none());
     assert!(!stray.exists(), "the stray file is gone");
-    assert!(data.join("uploads").join(format!("{kept_id}.part")).exists(), "the live upload stays");
+    if local {
+        assert!(upload_file(&server, &kept_id).exists(), "the live upload stays");
+    }
     assert!(state.db.upload(&kept_id).await.expect("query").is_some());
 }
 
@@ -951,6 +985,7 @@ async fn every_upload_route_needs_a_token() {
     let api = Api::new(&server);
     let upload = api.create_new(json!({"size": 10, "sha256": "aa".repeat(32)})).await;
     let id = str_of(&upload, "id").to_owned();
+    let before = server.upload_leftovers().await;
     let client = server.client();
     let base = format!("{}/api/v1/uploads", server.base);
     for token in [None, Some("ots_wrong")] {
@@ -976,7 +1011,7 @@ async fn every_upload_route_needs_a_token() {
     let (status, still) = api.get(&id).await;
     assert_eq!(status, StatusCode::OK, "nothing happened to the upload");
     assert_eq!(numbers(&still["received_parts"]), Vec::<u64>::new());
-    assert_eq!(server.files_under("uploads").len(), 1);
+    assert_eq!(server.upload_leftovers().await, before, "nothing was stored or deleted");
     server.stop().await;
 }
 
@@ -1014,7 +1049,7 @@ async fn the_same_file_twice_is_one_build() {
     assert_eq!(third["channel"], "default", "the existing build is returned as it is");
     let other = server.upload(random_ipa("com.example.twice", 12, 200 * 1024)).await;
     assert_eq!(other.status(), StatusCode::CREATED, "a different file is a new build");
-    assert_eq!(ipa_blobs(&server), 2);
+    assert_eq!(ipa_blobs(&server).await, 2);
     let apps = server.api_json("/api/v1/apps/com.example.twice/builds", &[]).await;
     assert_eq!(apps["total"], 2);
 
@@ -1040,8 +1075,8 @@ async fn the_same_file_twice_is_one_build() {
     assert_eq!(completed["id"], direct["id"]);
     let (status, _) = api.get(&id).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_nothing_left(&server);
-    assert_eq!(ipa_blobs(&server), 3);
+    assert_nothing_left(&server).await;
+    assert_eq!(ipa_blobs(&server).await, 3);
     server.stop().await;
 }
 
@@ -1109,7 +1144,7 @@ async fn channel_notes_and_metadata_come_from_the_query_or_the_form() {
         let (status, body) = status_and_json(response).await;
         assert_error(status, &body, StatusCode::BAD_REQUEST, code);
     }
-    assert_eq!(ipa_blobs(&server), 3, "the refused uploads stored nothing");
+    assert_eq!(ipa_blobs(&server).await, 3, "the refused uploads stored nothing");
     assert!(server.files_under("tmp").is_empty());
     server.stop().await;
 }
