@@ -570,9 +570,10 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
 
 /// Creates the data directory and its parts, failing with a sentence that says how to fix it.
 pub fn prepare_data_dir(config: &Config) -> Result<()> {
-    let mut dirs = vec![config.data_dir.clone(), config.temp_dir(), config.uploads_dir()];
+    let mut dirs = vec![config.data_dir.clone(), config.temp_dir()];
     if let StorageSetting::Local(blobs) = &config.storage {
-        dirs.push(blobs.clone());
+        // On object storage, blobs and the parts of uploads are objects.
+        dirs.extend([blobs.clone(), config.uploads_dir()]);
     }
     for dir in &dirs {
         std::fs::create_dir_all(dir).with_context(|| {
@@ -667,6 +668,22 @@ mod tests {
         let error =
             Config::load(&ServeArgs { storage_redirect: Some(true), ..ServeArgs::default() }).expect_err("refused");
         assert!(error.to_string().contains("needs object storage"), "{error}");
+    }
+
+    #[test]
+    fn s3_credentials_come_from_the_aws_variables() {
+        use clap::Args;
+        let command = ServeArgs::augment_args(clap::Command::new("serve"));
+        let env_of = |id: &str| {
+            command
+                .get_arguments()
+                .find(|argument| argument.get_id() == id)
+                .and_then(|argument| argument.get_env())
+                .map(|name| name.to_string_lossy().into_owned())
+        };
+        assert_eq!(env_of("s3_access_key_id").as_deref(), Some("AWS_ACCESS_KEY_ID"));
+        assert_eq!(env_of("s3_secret_access_key").as_deref(), Some("AWS_SECRET_ACCESS_KEY"));
+        assert_eq!(env_of("storage").as_deref(), Some("OTASHIP_STORAGE"));
     }
 
     #[test]

@@ -662,17 +662,6 @@ impl Db {
         Ok(affected == 1)
     }
 
-    /// Whether any token (even revoked) has this hash.
-    pub async fn token_exists(&self, token_hash: &str) -> Result<bool, DbError> {
-        let found: Option<String> = with_pool!(self, pool => {
-            sqlx::query_scalar("SELECT id FROM tokens WHERE token_hash = $1")
-                .bind(token_hash)
-                .fetch_optional(pool)
-                .await?
-        });
-        Ok(found.is_some())
-    }
-
     /// Every token, newest first.
     pub async fn list_tokens(&self) -> Result<Vec<TokenRow>, DbError> {
         let records: Vec<TokenRecord> = with_pool!(self, pool => {
@@ -1028,17 +1017,21 @@ impl Db {
         Ok(affected == 1)
     }
 
-    /// Forgets an upload and its parts.
-    pub async fn delete_upload(&self, upload_id: &str) -> Result<bool, DbError> {
-        let affected = with_pool!(self, pool => {
+    /// Forgets an upload and its parts; returns the objects its parts were stored in (none on
+    /// local disk), which nothing records any more.
+    pub async fn delete_upload(&self, upload_id: &str) -> Result<Vec<String>, DbError> {
+        with_pool!(self, pool => {
             let mut transaction = begin_write(pool).await?;
+            let objects: Vec<String> =
+                sqlx::query_scalar("SELECT object FROM upload_parts WHERE upload_id = $1 AND object IS NOT NULL")
+                    .bind(upload_id)
+                    .fetch_all(&mut *transaction)
+                    .await?;
             sqlx::query("DELETE FROM upload_parts WHERE upload_id = $1").bind(upload_id).execute(&mut *transaction).await?;
-            let affected =
-                sqlx::query("DELETE FROM uploads WHERE id = $1").bind(upload_id).execute(&mut *transaction).await?.rows_affected();
+            sqlx::query("DELETE FROM uploads WHERE id = $1").bind(upload_id).execute(&mut *transaction).await?;
             transaction.commit().await?;
-            affected
-        });
-        Ok(affected == 1)
+            Ok(objects)
+        })
     }
 
     /// Ids of uploads past their expiry (abandoned, or whose completion lease lapsed).

@@ -85,10 +85,10 @@ pub async fn move_blobs(
                 Moved::AlreadyThere => report.already_there += 1,
                 Moved::Missing => {
                     complete = false;
-                    report.missing.push(blob_name(&key));
+                    report.missing.push(key.relative()?);
                 }
             }
-            progress(&Step { key: blob_name(&key), moved });
+            progress(&Step { key: key.relative()?, moved });
         }
         if delete_source && complete {
             from.delete_build(&build.id).await?;
@@ -96,14 +96,6 @@ pub async fn move_blobs(
         }
     }
     Ok(report)
-}
-
-fn blob_name(key: &BlobKey) -> String {
-    let file = match key.kind {
-        BlobKind::Ipa => "app.ipa",
-        BlobKind::Icon => "icon.png",
-    };
-    format!("builds/{}/{file}", key.build_id)
 }
 
 async fn move_one(build: &BuildRow, key: &BlobKey, from: &Storage, to: &Storage) -> anyhow::Result<Moved> {
@@ -131,7 +123,7 @@ async fn move_one(build: &BuildRow, key: &BlobKey, from: &Storage, to: &Storage)
     let hasher = std::sync::Arc::new(std::sync::Mutex::new(Sha256::new()));
     let stream = {
         let hasher = std::sync::Arc::clone(&hasher);
-        from.read(key)
+        from.read_range(key, 0, size)
             .await?
             .inspect(move |chunk| {
                 if let Ok(chunk) = chunk {

@@ -63,7 +63,7 @@ impl BlobKey {
     }
 
     /// `builds/<id>/<file>`, once the id is checked to be plain hex.
-    fn relative(&self) -> io::Result<String> {
+    pub fn relative(&self) -> io::Result<String> {
         check_hex(&self.build_id, "build id")?;
         Ok(format!("builds/{}/{}", self.build_id, self.kind.file_name()))
     }
@@ -199,15 +199,9 @@ impl Storage {
     /// Writes bytes under `key`.
     pub async fn put_bytes(&self, key: &BlobKey, bytes: &[u8]) -> io::Result<()> {
         match &self.backend {
-            Backend::Local { root } => {
-                let path = Self::local_path(root, key)?;
-                let parent = path.parent().ok_or_else(|| io::Error::other("blob path has no parent"))?;
-                tokio::fs::create_dir_all(parent).await?;
-                let temporary = path.with_extension("part");
-                tokio::fs::write(&temporary, bytes).await?;
-                tokio::fs::File::open(&temporary).await?.sync_all().await?;
-                tokio::fs::rename(&temporary, &path).await?;
-                sync_parent(&path).await
+            Backend::Local { .. } => {
+                let chunk = Bytes::copy_from_slice(bytes);
+                self.put_stream(key, futures_util::stream::once(async { Ok(chunk) }).boxed()).await
             }
             Backend::Object(object) => {
                 let path = object.path(&key.relative()?);
@@ -217,7 +211,8 @@ impl Storage {
         }
     }
 
-    /// Writes a stream under `key` (moving blobs between storages).
+    /// Writes a stream under `key` (on local disk under a temporary name, then renamed, so that
+    /// a crash never leaves half a blob under its key).
     pub async fn put_stream(&self, key: &BlobKey, stream: ByteStream) -> io::Result<()> {
         match &self.backend {
             Backend::Local { root } => {
@@ -270,12 +265,6 @@ impl Storage {
                 object.read(&key.relative()?, Some(start..start + length)).await
             }
         }
-    }
-
-    /// The whole blob as a stream.
-    pub async fn read(&self, key: &BlobKey) -> io::Result<ByteStream> {
-        let size = self.size(key).await?;
-        self.read_range(key, 0, size).await
     }
 
     /// A URL that fetches the blob straight from object storage for `valid_for`, or `None` on
@@ -416,21 +405,6 @@ impl Storage {
             Backend::Local { .. } => Ok(Vec::new()),
             Backend::Object(_) => self.list("uploads").await,
         }
-    }
-
-    /// Deletes every part object of an upload.
-    pub async fn delete_upload_parts(&self, upload_id: &str) -> io::Result<()> {
-        check_hex(upload_id, "upload id")?;
-        let Backend::Object(object) = &self.backend else {
-            return Ok(());
-        };
-        let prefix = format!("uploads/{upload_id}/");
-        for stored in self.list("uploads").await? {
-            if stored.key.starts_with(&prefix) {
-                object.delete(&stored.key).await?;
-            }
-        }
-        Ok(())
     }
 }
 

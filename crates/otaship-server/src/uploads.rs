@@ -334,8 +334,9 @@ where
             }
             if batch.len() >= WRITE_BATCH || (chunk.is_none() && !batch.is_empty()) {
                 let bytes = batch.split().freeze();
-                sink.store(state, id, number, written, bytes.clone()).await?;
-                written += bytes.len() as u64;
+                let length = bytes.len() as u64;
+                sink.store(state, id, number, written, bytes).await?;
+                written += length;
             }
             if chunk.is_none() {
                 break;
@@ -645,8 +646,7 @@ pub async fn abort(state: &AppState, id: &str) -> Result<(), ApiError> {
 /// Deletes an upload: its row, then its bytes (its file, or its part objects).
 async fn discard(state: &AppState, id: &str) -> Result<(), ApiError> {
     state.in_flight.discard(id);
-    let parts = state.db.upload_parts(id).await?;
-    state.db.delete_upload(id).await?;
+    let objects = state.db.delete_upload(id).await?;
     if state.storage.is_local() {
         let path = upload_file(state, id).map_err(ApiError::internal)?;
         return match tokio::fs::remove_file(&path).await {
@@ -654,7 +654,7 @@ async fn discard(state: &AppState, id: &str) -> Result<(), ApiError> {
             _ => Ok(()),
         };
     }
-    for key in parts.into_iter().filter_map(|part| part.object) {
+    for key in objects {
         state.storage.delete_part(&key).await.map_err(storage_error)?;
     }
     Ok(())

@@ -112,9 +112,9 @@ impl std::fmt::Debug for LocalCa {
 }
 
 impl LocalCa {
-    /// Loads the CA from `dir`, creating it on first start (one instance, no database: tests
-    /// and tools).
-    pub fn open_or_create(dir: &Path) -> Result<LocalCa> {
+    /// Loads the CA from `dir`, creating it on first start (no database: unit tests).
+    #[cfg(test)]
+    fn open_or_create(dir: &Path) -> Result<LocalCa> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let (ca_pem, key_pem) = match read_ca_files(dir)? {
             Some(pems) => pems,

@@ -193,10 +193,7 @@ impl Tls {
         match setting {
             crate::TlsSetting::Off => Ok(None),
             crate::TlsSetting::LocalCa { hosts } => {
-                let ca = match local_ca {
-                    Some(ca) => ca,
-                    None => local_ca::LocalCa::open_or_create(&data_dir.join("tls"))?,
-                };
+                let ca = local_ca.context("the local CA must be loaded (local_ca::shared_ca) before HTTPS starts")?;
                 let (key, _) = ca.server_certificate(&local_ca::ServerNames::of_this_machine(hosts))?;
                 let certificate = Arc::new(CertificateResolver::new(key));
                 Ok(Some(Tls {

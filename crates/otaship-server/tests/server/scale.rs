@@ -142,8 +142,6 @@ async fn several_instances_starting_at_once_migrate_once() {
     let token = otaship_server::tokens::generate();
     let seeded = futures_util::future::join_all(servers.iter().map(|server| server.state.seed_token(&token))).await;
     assert!(seeded.iter().all(Result::is_ok), "{seeded:?}");
-    let hash = otaship_server::tokens::hash(&token);
-    assert!(servers[3].state.db.token_exists(&hash).await.expect("query"));
     let named = servers[0].state.db.list_tokens().await.expect("tokens");
     assert_eq!(named.len(), 5, "four seeded at start-up, one seeded four times: {named:?}");
     let versions = servers[0].state.db.applied_migrations().await.expect("versions");
