@@ -7,7 +7,8 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use otaship_ipa::{InspectOptions, Inspection, IpaError, ProfileKind, Source};
+use otaship_ipa::device::{BundleProfile, Device, Listing, OsCheck, eligibility};
+use otaship_ipa::{InspectOptions, Inspection, IpaError, Source};
 use reqwest::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use tokio::runtime::Handle;
 
@@ -286,45 +287,39 @@ pub fn judge(inspection: &Inspection, manifest_bundle_id: Option<&str>, device: 
             fix: String::new(),
         });
     }
-    if let Some(udid) = device.udid.as_deref().map(str::trim).filter(|udid| !udid.is_empty()) {
-        let profiles = std::iter::once(("the app".to_owned(), report.profile.as_ref()))
-            .chain(report.extensions.iter().map(|extension| (extension.path.clone(), extension.profile.as_ref())));
-        for (bundle, profile) in profiles {
-            let Some(profile) = profile else { continue };
-            let listed = profile.provisions_all_devices
-                || matches!(profile.kind, ProfileKind::Enterprise)
-                || profile.devices.iter().any(|device| device.eq_ignore_ascii_case(udid));
-            if !listed && matches!(profile.kind, ProfileKind::Development | ProfileKind::AdHoc) {
-                findings.push(Finding::error(
-                    "device-not-in-profile",
-                    format!("The device {udid} is not in the provisioning profile of {bundle}; iOS says the app cannot be installed."),
-                    "Add the device to the profile in the Apple Developer portal, regenerate the profile, re-export and upload again.",
-                ));
-            }
+    let bundles: Vec<BundleProfile<'_>> =
+        std::iter::once(BundleProfile { bundle: "the app", profile: report.profile.as_ref() })
+            .chain(
+                report
+                    .extensions
+                    .iter()
+                    .map(|extension| BundleProfile { bundle: &extension.path, profile: extension.profile.as_ref() }),
+            )
+            .collect();
+    let udid = device.udid.as_deref().map(str::trim).filter(|udid| !udid.is_empty());
+    let verdict = eligibility(
+        &bundles,
+        report.min_os.as_deref(),
+        &report.device_families,
+        &Device { udid: udid.unwrap_or(""), os_version: device.ios.as_deref(), os_version_exact: true, family: None },
+    );
+    if let (Some(udid), Listing::NotListed { missing_from }) = (udid, &verdict.listing) {
+        for bundle in missing_from {
+            findings.push(Finding::error(
+                "device-not-in-profile",
+                format!("The device {udid} is not in the provisioning profile of {bundle}; iOS says the app cannot be installed."),
+                "Add the device to the profile in the Apple Developer portal, regenerate the profile, re-export and upload again.",
+            ));
         }
     }
-    if let (Some(device_ios), Some(min_os)) = (device.ios.as_deref(), report.min_os.as_deref())
-        && version_less(device_ios, min_os)
-    {
+    if let OsCheck::TooOld { required, running } = &verdict.os {
         findings.push(Finding::error(
             "ios-too-old",
-            format!("The build needs iOS {min_os} or later; the device runs iOS {device_ios}."),
+            format!("The build needs iOS {required} or later; the device runs iOS {running}."),
             "Update the device, or lower the deployment target (MinimumOSVersion) and rebuild.",
         ));
     }
     findings
-}
-
-fn version_less(left: &str, right: &str) -> bool {
-    let parts = |text: &str| -> Vec<u64> { text.split('.').map(|part| part.trim().parse().unwrap_or(0)).collect() };
-    let (left, right) = (parts(left), parts(right));
-    for index in 0..left.len().max(right.len()) {
-        let (a, b) = (left.get(index).copied().unwrap_or(0), right.get(index).copied().unwrap_or(0));
-        if a != b {
-            return a < b;
-        }
-    }
-    false
 }
 
 /// Checks the manifest's `display-image`: reachable, a PNG, not Apple's crushed variant.

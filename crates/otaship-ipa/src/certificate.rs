@@ -1,14 +1,14 @@
 //! The few facts about an X.509 certificate that explain an install failure: whose it is
 //! (subject common name), its validity, and its SHA-1 fingerprint (how Apple's tools name it).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 use crate::der::{self, DerError, Element};
 
 /// A developer or distribution certificate named by a provisioning profile.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertificateSummary {
     /// The subject's common name, e.g. "Apple Distribution: Example Corp (ABCDE12345)".
     pub subject: Option<String>,

@@ -1,8 +1,9 @@
 //! CMS (PKCS #7) SignedData, as Apple wraps provisioning profiles and device replies.
 //!
 //! This module extracts the signed content and checks each signer's `messageDigest` attribute
-//! against it, which tells an intact profile from an altered one. It does not verify the
-//! signature value or the certificate chain (that needs Apple's roots and is a later concern).
+//! against it, which tells an intact profile from an altered one. It hands out what a caller
+//! needs to verify each signature value and certificate chain ([`Signer`]), but does no public-key
+//! cryptography itself: the crate stays free of it (the server does that part).
 
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha384, Sha512};
@@ -29,6 +30,39 @@ pub struct SignedData {
     pub digest: DigestCheck,
     /// The DER certificates carried in the `certificates` field.
     pub certificates: Vec<Vec<u8>>,
+    /// Each signer, with what a caller needs to check its signature value.
+    pub signers: Vec<Signer>,
+}
+
+/// How a signer names its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignerId {
+    /// The certificate's issuer (the encoded Name, header included) and serial number (the
+    /// INTEGER's content octets).
+    IssuerAndSerial {
+        /// DER of the issuer Name.
+        issuer: Vec<u8>,
+        /// Content octets of the serial number.
+        serial: Vec<u8>,
+    },
+    /// The certificate's subject key identifier.
+    KeyId(Vec<u8>),
+}
+
+/// One SignerInfo: whose signature it is, over what, by which algorithms.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    /// Which certificate signed.
+    pub id: SignerId,
+    /// The digest algorithm's OID (content octets).
+    pub digest_algorithm: Vec<u8>,
+    /// The signed attributes as the signature covers them (DER, tagged as a SET), or `None`
+    /// when the signature covers the content itself.
+    pub signed_attributes: Option<Vec<u8>>,
+    /// The signature algorithm's OID (content octets).
+    pub signature_algorithm: Vec<u8>,
+    /// The signature value.
+    pub signature: Vec<u8>,
 }
 
 /// Whether `bytes` start like a DER/BER SEQUENCE (the first byte of every CMS message).
@@ -89,7 +123,55 @@ pub fn parse_signed_data(bytes: &[u8]) -> Result<SignedData, DerError> {
     }
     let signer_infos = signer_infos.ok_or(DerError("the CMS message has no signerInfos"))?;
     let digest = check_signers(&signer_infos, &content)?;
-    Ok(SignedData { content, digest, certificates })
+    let signers = signer_infos.children().map(|signer| read_signer(&signer?)).collect::<Result<Vec<_>, _>>()?;
+    Ok(SignedData { content, digest, certificates, signers })
+}
+
+fn read_signer(signer: &Element<'_>) -> Result<Signer, DerError> {
+    let mut parts = signer.children();
+    let _version = next(&mut parts)?;
+    let id_element = next(&mut parts)?;
+    let id = match id_element.tag {
+        der::TAG_SEQUENCE => {
+            let mut fields = id_element.children();
+            let issuer = next(&mut fields)?;
+            expect_tag(&issuer, der::TAG_SEQUENCE)?;
+            let serial = next(&mut fields)?;
+            expect_tag(&serial, der::TAG_INTEGER)?;
+            SignerId::IssuerAndSerial { issuer: issuer.raw.to_vec(), serial: serial.content.to_vec() }
+        }
+        // [0] IMPLICIT SubjectKeyIdentifier (an OCTET STRING), primitive.
+        0x80 => SignerId::KeyId(id_element.content.to_vec()),
+        _ => return Err(DerError("unexpected signer identifier")),
+    };
+    let digest_algorithm = algorithm_oid(&next(&mut parts)?)?;
+    let mut element = next(&mut parts)?;
+    let signed_attributes = if element.tag == der::TAG_CONTEXT_0 {
+        // The signature covers the DER encoding of the attributes with the SET tag. A BER
+        // (indefinite-length) encoding cannot be what was signed, so it is not passed on.
+        let raw = element.raw;
+        if raw.get(1) == Some(&0x80) {
+            return Err(DerError("the signed attributes are not DER-encoded"));
+        }
+        let mut covered = raw.to_vec();
+        if let Some(tag) = covered.first_mut() {
+            *tag = der::TAG_SET;
+        }
+        element = next(&mut parts)?;
+        Some(covered)
+    } else {
+        None
+    };
+    let signature_algorithm = algorithm_oid(&element)?;
+    let signature = next(&mut parts)?.octets()?;
+    Ok(Signer { id, digest_algorithm, signed_attributes, signature_algorithm, signature })
+}
+
+fn algorithm_oid(element: &Element<'_>) -> Result<Vec<u8>, DerError> {
+    expect_tag(element, der::TAG_SEQUENCE)?;
+    let oid = next(&mut element.children())?;
+    expect_tag(&oid, der::TAG_OID)?;
+    Ok(oid.content.to_vec())
 }
 
 /// Real messages have one signer; more than a few is hostile (each costs a hash).

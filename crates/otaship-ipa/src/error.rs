@@ -204,6 +204,30 @@ pub enum IpaError {
         /// What is wrong.
         detail: String,
     },
+
+    /// A Profile Service reply that is not signed (a bare plist, or no signer).
+    #[error(
+        "the device reply is not signed; devices always sign it, so this did not come from a device's Settings app"
+    )]
+    DeviceReplyUnsigned,
+
+    /// A Profile Service reply whose plist does not match its signature.
+    #[error("the device reply was altered after the device signed it; install the enrollment profile again")]
+    DeviceReplyAltered,
+
+    /// A Profile Service reply that cannot be read.
+    #[error("the device reply cannot be read ({detail}); install the enrollment profile again")]
+    DeviceReplyMalformed {
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// A Profile Service reply without what every reply must carry.
+    #[error("the device reply is incomplete ({detail}); install the enrollment profile again")]
+    DeviceReplyIncomplete {
+        /// What is missing.
+        detail: String,
+    },
 }
 
 impl IpaError {
@@ -233,6 +257,10 @@ impl IpaError {
             IpaError::MetadataTooLarge { .. } => "metadata-too-large",
             IpaError::TooManyExtensions { .. } => "ipa-too-many-extensions",
             IpaError::MalformedProfile { .. } => "profile-malformed",
+            IpaError::DeviceReplyUnsigned => "device-reply-unsigned",
+            IpaError::DeviceReplyAltered => "device-reply-altered",
+            IpaError::DeviceReplyMalformed { .. } => "device-reply-malformed",
+            IpaError::DeviceReplyIncomplete { .. } => "device-reply-incomplete",
         }
     }
 

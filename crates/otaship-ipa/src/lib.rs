@@ -19,6 +19,7 @@ pub mod builder;
 pub mod certificate;
 pub mod cms;
 pub mod der;
+pub mod device;
 mod error;
 pub mod info;
 pub mod installable;

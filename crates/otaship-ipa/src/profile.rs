@@ -5,7 +5,7 @@
 //! and says whether its content still matches what was signed.
 
 use plist::{Dictionary, Value};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::certificate::{self, CertificateSummary};
@@ -15,7 +15,7 @@ use crate::limits::{Budget, Limits};
 use crate::plist::{Keys, parse_dictionary};
 
 /// How a profile lets an app be installed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProfileKind {
     /// Listed devices, debugger allowed (`get-task-allow`).
@@ -38,7 +38,7 @@ impl ProfileKind {
 }
 
 /// What is known of the profile's CMS signature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SignatureState {
     /// The signed digest matches the content.
@@ -52,7 +52,7 @@ pub enum SignatureState {
 }
 
 /// A provisioning profile, as `inspect` prints it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     /// How it distributes.
     pub kind: ProfileKind,

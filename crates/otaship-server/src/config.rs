@@ -103,6 +103,10 @@ pub struct ServeArgs {
     /// [default: 24h].
     #[arg(long, env = "OTASHIP_UPLOAD_EXPIRY", value_name = "DURATION")]
     pub upload_expiry: Option<String>,
+    /// A PEM file of CAs that issue device identity certificates, trusted beside Apple's device
+    /// CA when enrolled devices are marked verified (a test lab's own CA, say).
+    #[arg(long, env = "OTASHIP_DEVICE_CA_CERT", value_name = "FILE")]
+    pub device_ca_cert: Option<PathBuf>,
 }
 
 /// The settings as the TOML file may give them.
@@ -133,6 +137,7 @@ struct FileSettings {
     storage_redirect: Option<bool>,
     max_upload_size: Option<String>,
     upload_expiry: Option<String>,
+    device_ca_cert: Option<PathBuf>,
 }
 
 /// The validated configuration the server runs with.
@@ -160,6 +165,8 @@ pub struct Config {
     pub max_upload_size: u64,
     /// How long an untouched resumable upload is kept.
     pub upload_expiry: std::time::Duration,
+    /// Extra CAs trusted to issue device certificates (PEM), read at start-up.
+    pub device_ca_pem: Option<Vec<u8>>,
 }
 
 impl Config {
@@ -253,7 +260,14 @@ impl Config {
             .with_context(|| {
                 format!("--upload-expiry {expiry_text:?} is not a duration up to 366d; write it like 24h, 90m or 3600s")
             })?;
+        let device_ca_pem = match args.device_ca_cert.clone().or(file.device_ca_cert) {
+            Some(path) => {
+                Some(std::fs::read(&path).with_context(|| format!("cannot read --device-ca-cert {}", path.display()))?)
+            }
+            None => None,
+        };
         Ok(Config {
+            device_ca_pem,
             upload_expiry,
             data_dir,
             listen,

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod db;
+pub mod devices;
 pub mod error;
 pub mod http;
 pub mod ingest;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub self_check: Arc<std::sync::RwLock<Option<self_check::SelfCheck>>>,
     /// Checksums of resumable uploads' received prefixes, computed while parts arrive.
     pub in_flight: Arc<uploads::InFlight>,
+    /// Device enrollment: cookie key, trusted device CAs, profile-signing identity.
+    pub devices: Arc<devices::Devices>,
 }
 
 /// Where the server really listens.
@@ -95,7 +98,9 @@ impl AppState {
             _ => None,
         };
         let tls = tls::Tls::start(&config.tls, &config.data_dir, local_ca)?.map(Arc::new);
+        let devices = Arc::new(devices::Devices::open(&db, config.device_ca_pem.as_deref()).await?);
         let state = AppState {
+            devices,
             storage,
             config: Arc::new(config),
             db,

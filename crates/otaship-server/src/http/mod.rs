@@ -1,6 +1,7 @@
 //! The HTTP surface: one router listing every route, and the request helpers they share.
 
 mod api;
+mod devices;
 mod download;
 pub mod openapi;
 mod pages;
@@ -34,6 +35,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/uploads/{id}", get(uploads::get_upload).delete(uploads::delete_upload))
         .route("/api/v1/uploads/{id}/parts/{number}", put(uploads::put_part).layer(DefaultBodyLimit::disable()))
         .route("/api/v1/uploads/{id}/complete", post(uploads::complete_upload))
+        .route("/api/v1/builds/{id}/devices", get(devices::build_devices))
+        .route("/api/v1/devices", get(devices::list_devices))
+        .route("/api/v1/devices/export", get(devices::export_api))
+        .route("/api/v1/devices/{id}", axum::routing::patch(devices::patch_device).delete(devices::delete_device))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .route("/api", get(openapi::api_page))
         .route("/i/{token}", get(pages::install_page))
@@ -46,6 +51,18 @@ pub fn router(state: AppState) -> Router {
         .route("/upload", post(ui::upload).layer(DefaultBodyLimit::disable()))
         .route("/apps/{bundle_id}", get(ui::app_page))
         .route("/builds/{id}/delete", post(ui::delete_build))
+        .route("/builds/{id}/devices", get(devices::build_devices_page))
+        .route("/devices", get(devices::devices_page))
+        .route("/devices/export", get(devices::export_form))
+        .route("/devices/{id}/rename", post(devices::rename_device_form))
+        .route("/devices/{id}/delete", post(devices::delete_device_form))
+        .route("/devices/enroll", get(devices::enroll_page))
+        .route("/devices/enroll.mobileconfig", get(devices::enrollment_profile))
+        .route(
+            "/devices/enroll/callback",
+            post(devices::enrollment_callback).layer(DefaultBodyLimit::max(otaship_ipa::device::MAX_REPLY_BYTES)),
+        )
+        .route("/devices/enrolled/{token}", get(devices::enrolled_page))
         .route("/admin/health", get(ui::health_page).post(ui::health_recheck))
         .route("/admin/diagnose", get(ui::diagnose_page).post(ui::diagnose_run))
         .route("/healthz", get(|| async { "ok\n" }))

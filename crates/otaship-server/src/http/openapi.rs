@@ -10,7 +10,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api, uploads};
+use super::{api, devices, uploads};
 use crate::error::{ApiError, ErrorDetail, ErrorJson};
 
 #[derive(OpenApi)]
@@ -35,6 +35,11 @@ use crate::error::{ApiError, ErrorDetail, ErrorJson};
         uploads::put_part,
         uploads::complete_upload,
         uploads::delete_upload,
+        devices::list_devices,
+        devices::patch_device,
+        devices::delete_device,
+        devices::export_api,
+        devices::build_devices,
     ),
     components(schemas(ErrorJson, ErrorDetail)),
     modifiers(&BearerToken),
@@ -42,6 +47,7 @@ use crate::error::{ApiError, ErrorDetail, ErrorJson};
         (name = "builds", description = "Upload, read and delete builds."),
         (name = "apps", description = "Apps and their builds."),
         (name = "uploads", description = "Resumable uploads for large builds."),
+        (name = "devices", description = "Devices enrolled through /devices/enroll, exports, and which devices can install a build."),
     )
 )]
 struct ApiDoc;
@@ -92,6 +98,8 @@ struct Operation {
 struct Field {
     name: String,
     kind: String,
+    /// The schema the type refers to (itself, or its items'), to link to.
+    link: Option<String>,
     required: bool,
     description: String,
 }
@@ -125,6 +133,14 @@ fn text(value: &Value, key: &str) -> String {
 }
 
 /// A short type for a schema: `BuildJson`, `string`, `array of integer`, `string or null`.
+/// The named schema a type is, or is an array of.
+fn referenced_schema(schema: &Value) -> Option<String> {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(reference) => reference.rsplit('/').next().map(str::to_owned),
+        None => schema.get("items").and_then(referenced_schema),
+    }
+}
+
 fn kind(schema: &Value) -> String {
     if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
         return reference.rsplit('/').next().unwrap_or(reference).to_owned();
@@ -158,7 +174,7 @@ fn page_from(document: &Value) -> ApiPage {
     let mut operations = Vec::new();
     if let Some(paths) = document["paths"].as_object() {
         for (path, item) in paths {
-            for method in ["get", "post", "put", "delete"] {
+            for method in ["get", "post", "put", "patch", "delete"] {
                 let Some(operation) = item.get(method) else { continue };
                 let parameters = operation["parameters"]
                     .as_array()
@@ -167,6 +183,7 @@ fn page_from(document: &Value) -> ApiPage {
                     .map(|parameter| Field {
                         name: format!("{} ({})", text(parameter, "name"), text(parameter, "in")),
                         kind: kind(&parameter["schema"]),
+                        link: None,
                         required: parameter["required"].as_bool().unwrap_or(false),
                         description: text(parameter, "description"),
                     })
@@ -189,6 +206,10 @@ fn page_from(document: &Value) -> ApiPage {
                             .and_then(|content| content.values().next())
                             .map(|body| kind(&body["schema"]))
                             .unwrap_or_default(),
+                        link: response["content"]
+                            .as_object()
+                            .and_then(|content| content.values().next())
+                            .and_then(|body| referenced_schema(&body["schema"])),
                         required: false,
                         description: text(response, "description"),
                     })
@@ -218,6 +239,7 @@ fn page_from(document: &Value) -> ApiPage {
                 .map(|(property, value)| Field {
                     name: property.clone(),
                     kind: kind(value),
+                    link: None,
                     required: required.contains(&property.as_str()),
                     description: text(value, "description"),
                 })
@@ -243,11 +265,18 @@ mod tests {
     fn the_document_is_openapi_3_1_and_lists_every_api_route() {
         let document: Value = serde_json::from_str(document()).unwrap_or(Value::Null);
         assert!(document["openapi"].as_str().is_some_and(|version| version.starts_with("3.1")));
-        for path in ["/api/v1/builds", "/api/v1/uploads/{id}/parts/{number}", "/api/v1/apps/{app}/builds"] {
+        for path in [
+            "/api/v1/builds",
+            "/api/v1/uploads/{id}/parts/{number}",
+            "/api/v1/apps/{app}/builds",
+            "/api/v1/devices",
+            "/api/v1/devices/export",
+            "/api/v1/builds/{id}/devices",
+        ] {
             assert!(document["paths"].get(path).is_some(), "{path} is missing");
         }
         let page = page_from(&document);
-        assert_eq!(page.operations.len(), 10);
+        assert_eq!(page.operations.len(), 15);
         assert!(page.schemas.iter().any(|schema| schema.name == "BuildJson" && !schema.properties.is_empty()));
     }
 

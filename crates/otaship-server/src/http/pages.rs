@@ -47,6 +47,10 @@ pub struct BuildView {
     pub min_os: Option<String>,
     /// Runs on iPad only (`UIDeviceFamily` without iPhone); iPhone-only apps still run on iPad.
     pub ipad_only: bool,
+    /// Signed for listed devices (development or ad hoc): device checks and Developer Mode apply.
+    pub lists_devices: bool,
+    /// The install token (the page's own path).
+    pub token: String,
     /// Public URLs.
     pub urls: BuildUrls,
     /// The `itms-services` link of the Install button.
@@ -62,7 +66,12 @@ impl BuildView {
             report["installable"][list]
                 .as_array()
                 .map(|findings| {
-                    findings.iter().filter_map(|finding| finding["message"].as_str().map(str::to_owned)).collect()
+                    findings
+                        .iter()
+                        // The install page says this itself, only to devices that need it.
+                        .filter(|finding| finding["code"] != "developer-mode-required")
+                        .filter_map(|finding| finding["message"].as_str().map(str::to_owned))
+                        .collect()
                 })
                 .unwrap_or_default()
         };
@@ -89,6 +98,10 @@ impl BuildView {
             ipad_only: report["device_families"].as_array().is_some_and(|families| {
                 families.iter().any(|family| family == "ipad") && !families.iter().any(|family| family == "iphone")
             }),
+            lists_devices: profile
+                .and_then(|profile| profile["kind"].as_str())
+                .is_some_and(|kind| kind == "development" || kind == "ad-hoc"),
+            token: build.install_token.clone(),
             itms_link: itms_link(&urls.manifest),
             urls,
         })
@@ -104,6 +117,10 @@ struct InstallPage {
     trust_url: Option<String>,
     /// The page was served over plain HTTP, from which iOS never installs.
     insecure: bool,
+    /// What the page knows of the visitor's own device (enrolled in this browser).
+    device: Option<super::devices::DevicePanel>,
+    /// Whether to show the Developer Mode note.
+    developer_mode: bool,
 }
 
 #[derive(Template)]
@@ -122,11 +139,25 @@ pub async fn install_page(
     };
     let base = base_url(&state, &headers);
     let view = BuildView::new(&build, &base)?;
+    let device = super::devices::visiting_device(&state, &headers).await?;
+    let panel = match &device {
+        Some(device) => super::devices::device_panel(&build, device)?,
+        None => None,
+    };
+    // iOS 16 and later open development and ad-hoc builds only in Developer Mode; a device
+    // known to run an older iOS does not need the note.
+    let device_major = device
+        .as_ref()
+        .and_then(|device| crate::devices::os_version(device).0)
+        .and_then(|version| version.split('.').next().and_then(|major| major.parse::<u32>().ok()));
+    let developer_mode = view.lists_devices && device_major.is_none_or(|major| major >= 16);
     let page = InstallPage {
         qr_svg: qr_svg(&view.urls.install)?,
         b: view,
         trust_url: super::trust::onboarding_url(&state, &headers),
         insecure: base.starts_with("http://"),
+        device: panel,
+        developer_mode,
     };
     let html = page.render().map_err(ApiError::internal)?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())

@@ -42,7 +42,7 @@ pub struct Session {
 
 impl Session {
     /// The live session named by the request's cookie, if any.
-    async fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
+    pub(crate) async fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
         let Some(value) = cookie(headers, SESSION_COOKIE) else {
             return Ok(None);
         };
@@ -73,8 +73,23 @@ impl axum::extract::FromRequestParts<AppState> for Session {
 }
 
 impl Session {
+    /// The name of the token the session was opened with.
+    pub(crate) fn token_name(&self) -> &str {
+        &self.row.token_name
+    }
+
+    /// The session's synchronizer token, for forms.
+    pub(crate) fn csrf_token(&self) -> &str {
+        &self.row.csrf_token
+    }
+
     /// Refuses a state-changing request that does not prove it comes from this server's pages.
-    fn check_request(&self, state: &AppState, headers: &HeaderMap, csrf: Option<&str>) -> Result<(), ApiError> {
+    pub(crate) fn check_request(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+        csrf: Option<&str>,
+    ) -> Result<(), ApiError> {
         check_origin(state, headers)?;
         let given = csrf.or_else(|| headers.get("x-csrf-token").and_then(|value| value.to_str().ok()));
         match given {
@@ -89,7 +104,7 @@ impl Session {
 }
 
 /// The value of one cookie (browsers may split cookies over several headers).
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -177,7 +192,7 @@ impl IntoResponse for PageError {
 }
 
 /// A signed-in page: never cached, never framed.
-fn private_page(template: &impl Template) -> Result<Response, PageError> {
+pub(crate) fn private_page(template: &impl Template) -> Result<Response, PageError> {
     let html = template.render().map_err(ApiError::internal)?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
 }
@@ -230,7 +245,7 @@ pub async fn signin(
 /// A form that carries only the CSRF token.
 #[derive(Deserialize)]
 pub struct CsrfForm {
-    csrf: String,
+    pub(crate) csrf: String,
 }
 
 /// `POST /signout`.

@@ -7,12 +7,14 @@
 //! the background while the server serves.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use rustls::RootCertStore;
+use rustls::sign::CertifiedKey;
 use rustls_acme::caches::DirCache;
+use rustls_acme::{AccountCache, CertCache};
 use rustls_acme::{AcmeConfig, AcmeState, ResolvesServerCertAcme};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -25,6 +27,8 @@ type State = AcmeState<std::io::Error, std::io::Error>;
 /// The ACME client and the certificate it keeps current.
 pub struct Acme {
     resolver: Arc<ResolvesServerCertAcme>,
+    /// The certificate and key last loaded from or stored into the cache.
+    current: Arc<RwLock<Option<Arc<CertifiedKey>>>>,
     /// The state machine; taken by the task that drives it.
     state: Mutex<Option<State>>,
 }
@@ -62,12 +66,18 @@ impl Acme {
             None => AcmeConfig::new_with_provider(&settings.domains, provider),
         };
         let contact: Vec<String> = settings.email.iter().map(|email| format!("mailto:{email}")).collect();
-        let state = config
-            .directory(&settings.directory)
-            .contact(contact)
-            .cache(DirCache::new(settings.cache_dir.clone()))
-            .state();
-        Ok(Acme { resolver: state.resolver(), state: Mutex::new(Some(state)) })
+        let current = Arc::new(RwLock::new(None));
+        let cache = WatchedCache { inner: DirCache::new(settings.cache_dir.clone()), current: Arc::clone(&current) };
+        let state = config.directory(&settings.directory).contact(contact).cache(cache).state();
+        Ok(Acme { resolver: state.resolver(), current, state: Mutex::new(Some(state)) })
+    }
+
+    /// The certificate and key in service, once one was obtained (or loaded from the cache).
+    pub fn current(&self) -> Option<Arc<CertifiedKey>> {
+        match self.current.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// The resolver that serves the ACME certificate, and challenge certificates to validators.
@@ -93,6 +103,60 @@ impl Acme {
                 () = stop.cancelled() => return,
             }
         }
+    }
+}
+
+/// The ACME cache on disk, watched: the certificate the client loads or stores is the one it
+/// deploys, and the server also signs enrollment profiles with it. rustls-acme offers no other
+/// way to read the deployed key.
+struct WatchedCache {
+    inner: DirCache<PathBuf>,
+    current: Arc<RwLock<Option<Arc<CertifiedKey>>>>,
+}
+
+impl WatchedCache {
+    /// Keeps the key and chain of a cached certificate (PEM: the key, then the chain).
+    fn watch(&self, pem: &[u8]) {
+        match super::certified_key_from_pem(pem, pem) {
+            Ok(key) => match self.current.write() {
+                Ok(mut current) => *current = Some(Arc::new(key)),
+                Err(poisoned) => *poisoned.into_inner() = Some(Arc::new(key)),
+            },
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "the cached ACME certificate cannot sign profiles")
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl CertCache for WatchedCache {
+    type EC = std::io::Error;
+
+    async fn load_cert(&self, domains: &[String], directory_url: &str) -> Result<Option<Vec<u8>>, Self::EC> {
+        let loaded = self.inner.load_cert(domains, directory_url).await?;
+        if let Some(pem) = &loaded {
+            self.watch(pem);
+        }
+        Ok(loaded)
+    }
+
+    async fn store_cert(&self, domains: &[String], directory_url: &str, cert: &[u8]) -> Result<(), Self::EC> {
+        self.watch(cert);
+        self.inner.store_cert(domains, directory_url, cert).await
+    }
+}
+
+#[async_trait::async_trait]
+impl AccountCache for WatchedCache {
+    type EA = std::io::Error;
+
+    async fn load_account(&self, contact: &[String], directory_url: &str) -> Result<Option<Vec<u8>>, Self::EA> {
+        self.inner.load_account(contact, directory_url).await
+    }
+
+    async fn store_account(&self, contact: &[String], directory_url: &str, account: &[u8]) -> Result<(), Self::EA> {
+        self.inner.store_account(contact, directory_url, account).await
     }
 }
 

@@ -229,6 +229,15 @@ impl Tls {
         }
     }
 
+    /// The certificate chain and key the server presents now, to sign with (enrollment
+    /// profiles); `None` while an ACME certificate has not been obtained yet.
+    pub fn identity(&self) -> Option<Arc<CertifiedKey>> {
+        match &self.source {
+            Source::LocalCa { certificate, .. } | Source::Files { certificate, .. } => Some(certificate.current_key()),
+            Source::Acme(acme) => acme.current(),
+        }
+    }
+
     /// Brings the served certificate up to date: a new one from the local CA when the machine's
     /// addresses changed or renewal is due, or the operator's files when they changed. A file
     /// that cannot be loaded (half written, say) keeps the old certificate in service.

@@ -651,3 +651,104 @@ async fn uploaders_sign_in_drop_an_ipa_watch_it_progress_and_delete_it() {
     browser.close().await;
     server.stop().await;
 }
+
+/// An iPhone that registered in this browser is told, on each install page, whether the build
+/// will install on it and why not; before registering, the page offers to register it.
+#[tokio::test]
+async fn the_install_page_tells_an_enrolled_iphone_whether_each_build_installs() {
+    use crate::devices::{build_for, enroll, test_device};
+    let udid = "00008030-001544522E60802E";
+    let mut server = Server::start().await;
+    let upload = |ipa: Vec<u8>| {
+        let server = &server;
+        async move {
+            let response = server.upload(ipa).await;
+            assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+            response.json::<Value>().await.expect("JSON")
+        }
+    };
+    let listed = upload(build_for("com.example.listed", Some(&[udid]), None, "15.0")).await;
+    let missing = upload(build_for("com.example.missing", Some(&["00008030-00154452AAAAAAAA"]), None, "15.0")).await;
+    let in_house = upload(build_for("com.example.inhouse", None, None, "15.0")).await;
+    let too_new = upload(build_for("com.example.toonew", Some(&[udid]), None, "19.0")).await;
+
+    let browser = Browser::open(IPHONE).await;
+    browser.load(text_of(&listed, "install_url")).await;
+    assert!(browser.shown("#enroll-hint").await, "an unknown device is offered registration");
+    assert!(browser.shown("#developer-mode").await, "ad hoc on iOS 18: the Developer Mode note");
+    assert!(!browser.exists("#device-check").await);
+    browser.screenshot("device-not-registered").await;
+
+    // Chromium cannot be a Profile Service: the test posts the device's signed reply, and the
+    // browser opens the 301's Location, as Safari does after Settings installed the profile.
+    let location = enroll(&server, test_device(), udid, "22B83", None).await;
+    browser.client.goto(&location).await.expect("result page");
+    browser.wait_until_shown("#udid").await;
+    assert_eq!(browser.text("#udid").await, udid);
+    assert!(browser.shown("#copy-udid").await);
+    assert_eq!(browser.text("#device-ios").await, "18.1 (build 22B83)");
+    browser.screenshot("device-registered").await;
+
+    browser.load(text_of(&listed, "install_url")).await;
+    browser.wait_until_shown("#device-check").await;
+    assert!(
+        browser
+            .text("#device-check")
+            .await
+            .contains(&format!("Your iPhone 14 Pro ({udid}) is in this build's provisioning profile."))
+    );
+    assert!(browser.shown("#install-button").await && !browser.shown("#copy-udid").await);
+    assert!(!browser.shown("#enroll-hint").await);
+    browser.assert_page_sound().await;
+    browser.screenshot("device-listed").await;
+
+    browser.load(text_of(&missing, "install_url")).await;
+    let text = browser.text("#device-check").await;
+    assert!(
+        text.contains("is not in this build's provisioning profile")
+            && text.contains("Send this UDID to the developer"),
+        "{text}"
+    );
+    assert!(browser.shown("#copy-udid").await, "the UDID can be copied to send it");
+    browser.screenshot("device-not-listed").await;
+
+    browser.load(text_of(&in_house, "install_url")).await;
+    assert!(browser.text("#device-check").await.contains("installs on any device"));
+    assert!(!browser.exists("#developer-mode").await, "enterprise builds need no Developer Mode");
+    browser.screenshot("device-enterprise").await;
+
+    browser.load(text_of(&too_new, "install_url")).await;
+    let text = browser.text("#device-check").await;
+    assert!(text.contains("This build needs iOS 19.0 or later; your iPhone 14 Pro runs iOS 18.1."), "{text}");
+    assert!(!browser.shown("#device-warning").await, "said once, by the device panel");
+    browser.screenshot("device-ios-too-old").await;
+
+    browser.close().await;
+    server.stop().await;
+}
+
+/// The registration page: on an iPhone the steps and the profile; on a computer also the QR
+/// code that opens it on the phone; in another browser on the iPhone, a hint to use Safari.
+#[tokio::test]
+async fn the_registration_page_guides_each_device() {
+    let mut server = Server::start().await;
+    let url = format!("{}/devices/enroll", server.base);
+    let iphone = Browser::open(IPHONE).await;
+    iphone.client.goto(&url).await.expect("page");
+    iphone.wait_until_shown("#download-profile").await;
+    assert!(!iphone.shown("#enroll-qr").await && !iphone.shown("#enroll-open-in-safari").await);
+    assert_eq!(iphone.attr("#download-profile", "href").await, "/devices/enroll.mobileconfig");
+    iphone.screenshot("enroll-iphone").await;
+    iphone.close().await;
+
+    let computer = Browser::open(COMPUTER).await;
+    computer.client.goto(&url).await.expect("page");
+    computer.wait_until_shown("#enroll-qr svg").await;
+    computer.close().await;
+
+    let chrome = Browser::open(Device { user_agent: IPHONE_CHROME, ..IPHONE }).await;
+    chrome.client.goto(&url).await.expect("page");
+    chrome.wait_until_shown("#enroll-open-in-safari").await;
+    chrome.close().await;
+    server.stop().await;
+}

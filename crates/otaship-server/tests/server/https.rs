@@ -411,7 +411,29 @@ async fn acme_gets_a_certificate_from_pebble_and_serves_it() {
     let names = leaf.subject_alternative_name().expect("SAN").expect("SAN").value.general_names.clone();
     assert!(names.iter().any(|name| matches!(name, x509_parser::extensions::GeneralName::DNSName("ota.test"))));
     assert!(server.data_dir.path().join("tls/acme").read_dir().expect("cache").next().is_some(), "cached");
+    // Enrollment profiles are signed with the certificate ACME deployed.
+    let leaf_der = response_leaf_der(&device, &url).await;
+    let profile = device
+        .get(format!("https://ota.test:{https_port}/devices/enroll.mobileconfig"))
+        .send()
+        .await
+        .expect("profile")
+        .bytes()
+        .await
+        .expect("body");
+    let signed = otaship_ipa::cms::parse_signed_data(&profile).expect("CMS");
+    assert_eq!(signed.certificates.first(), Some(&leaf_der), "signed with the ACME certificate");
     server.stop().await;
+}
+
+async fn response_leaf_der(client: &reqwest::Client, url: &str) -> Vec<u8> {
+    let response = client.get(url).send().await.expect("request");
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .expect("leaf")
+        .to_vec()
 }
 
 fn codes(check: &otaship_server::self_check::SelfCheck) -> Vec<&'static str> {

@@ -20,16 +20,6 @@ async fn cluster_args() -> ServeArgs {
     args
 }
 
-fn no_redirects(server: &Server) -> reqwest::Client {
-    let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
-    match &server.trusted_ca {
-        Some(ca) => builder.tls_certs_only([ca.clone()]),
-        None => builder,
-    }
-    .build()
-    .expect("client")
-}
-
 async fn upload(server: &Server, ipa: Vec<u8>) -> Value {
     let response = server.upload(ipa).await;
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -65,7 +55,7 @@ async fn two_instances_serve_one_database_and_bucket() {
     assert!(manifest.contains(&ipa_url), "the manifest names otaship's own URL, not a presigned one: {manifest}");
 
     // B redirects to a presigned URL, valid without any credentials; A streams, with ranges.
-    let redirect = no_redirects(&b).get(&ipa_url).send().await.expect("download");
+    let redirect = &b.client_without_redirects().get(&ipa_url).send().await.expect("download");
     assert_eq!(redirect.status(), StatusCode::FOUND);
     assert_eq!(redirect.headers()["cache-control"], "no-store");
     let location = redirect.headers()["location"].to_str().expect("location").to_owned();

@@ -96,6 +96,23 @@ impl Server {
         .expect("client")
     }
 
+    /// A client that neither follows redirects nor keeps cookies.
+    pub fn client_without_redirects(&self) -> reqwest::Client {
+        let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        match &self.trusted_ca {
+            Some(ca) => builder.tls_certs_only([ca.clone()]),
+            None => builder,
+        }
+        .build()
+        .expect("client")
+    }
+
+    /// A page's HTML, fetched with one cookie (`name=value`).
+    pub async fn page_with_cookie(&self, url: &str, cookie: &str) -> String {
+        let response = self.client().get(url).header("cookie", cookie).send().await.expect("page");
+        response.text().await.expect("html")
+    }
+
     pub async fn upload(&self, bytes: Vec<u8>) -> reqwest::Response {
         self.client()
             .post(format!("{}/api/v1/builds", self.base))
