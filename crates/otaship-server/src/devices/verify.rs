@@ -87,11 +87,6 @@ impl DeviceTrust {
         }
         Ok(self)
     }
-
-    /// Whether `roots` is Apple's (for tests of the embedded file).
-    pub fn root_count(&self) -> usize {
-        self.roots.len()
-    }
 }
 
 /// Verifies the reply's signatures; returns whether the signer is a device certified by a
@@ -285,7 +280,7 @@ mod tests {
     #[test]
     fn apples_roots_are_embedded() {
         let trust = DeviceTrust::apple();
-        assert_eq!(trust.root_count(), 1);
+        assert_eq!(trust.roots.len(), 1);
         assert_eq!(trust.intermediates.len(), 2);
         // Both intermediates are Apple Root CA's: their signatures verify with the root's key.
         let roots = parse_all(&trust.roots);

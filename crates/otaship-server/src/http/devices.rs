@@ -646,16 +646,15 @@ pub struct BuildDevicesJson {
     cannot_install: Vec<DeviceEligibilityJson>,
 }
 
-/// Every known device, judged against `build`.
-fn judge_all(build: &BuildRow, known: &[DeviceRow]) -> Result<BuildDevicesJson, ApiError> {
-    let mut result = BuildDevicesJson { can_install: Vec::new(), cannot_install: Vec::new() };
-    for device in known {
-        let eligibility = devices::assess(build, device).map_err(ApiError::internal)?;
-        let can_install = eligibility.can_install();
-        let entry = DeviceEligibilityJson { device: DeviceJson::new(device), can_install, eligibility };
-        if can_install { result.can_install.push(entry) } else { result.cannot_install.push(entry) }
-    }
-    Ok(result)
+/// Every known device with its verdict on `build`.
+fn judge_all(build: &BuildRow, known: Vec<DeviceRow>) -> Result<Vec<(DeviceRow, Eligibility)>, ApiError> {
+    known
+        .into_iter()
+        .map(|device| {
+            let verdict = devices::assess(build, &device).map_err(ApiError::internal)?;
+            Ok((device, verdict))
+        })
+        .collect()
 }
 
 /// `GET /api/v1/builds/{id}/devices`.
@@ -669,7 +668,13 @@ pub async fn build_devices(
     Path(id): Path<String>,
 ) -> Result<Json<BuildDevicesJson>, ApiError> {
     let build = state.db.build_by_id(&id).await?;
-    Ok(Json(judge_all(&build, &state.db.devices().await?)?))
+    let mut result = BuildDevicesJson { can_install: Vec::new(), cannot_install: Vec::new() };
+    for (device, eligibility) in judge_all(&build, state.db.devices().await?)? {
+        let can_install = eligibility.can_install();
+        let entry = DeviceEligibilityJson { device: DeviceJson::new(&device), can_install, eligibility };
+        if can_install { result.can_install.push(entry) } else { result.cannot_install.push(entry) }
+    }
+    Ok(Json(result))
 }
 
 /// One row of the build's devices page.
@@ -700,8 +705,7 @@ pub async fn build_devices_page(
     let base = base_url(&state, &headers);
     let mut can_install = Vec::new();
     let mut cannot_install = Vec::new();
-    for device in state.db.devices().await? {
-        let verdict = devices::assess(&build, &device).map_err(ApiError::internal)?;
+    for (device, verdict) in judge_all(&build, state.db.devices().await?)? {
         let judged = JudgedDevice { device: DeviceView::new(&device), reasons: reasons(&verdict) };
         if verdict.can_install() { can_install.push(judged) } else { cannot_install.push(judged) }
     }
