@@ -34,6 +34,8 @@ enum Command {
     Builds(cli::remote::BuildsArgs),
     /// Print the correctly encoded itms-services:// link for a manifest URL.
     Link(cli::link::LinkArgs),
+    /// Create, list and revoke share links (password, expiry, install limit).
+    Share(cli::share::ShareArgs),
     /// Apply the database's pending migrations (the server also applies them when it starts).
     Migrate(Box<cli::admin::MigrateArgs>),
     /// Copy every build's files to another storage (file:// or s3://); run again to resume.
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Apps(apps) => cli::remote::apps(&apps),
         Command::Builds(builds) => cli::remote::builds(&builds),
         Command::Link(link) => cli::link::run(&link),
+        Command::Share(share) => cli::share::run(&share),
         Command::Migrate(migrate) => cli::admin::migrate(&migrate),
         Command::MigrateStorage(migrate) => cli::admin::migrate_storage(&migrate),
         // The doctor's exit codes are its verdict, not only success or failure.

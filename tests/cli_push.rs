@@ -1049,3 +1049,62 @@ fn link_re_encodes_an_encoded_link_whose_url_comes_first() {
     // it is percent-encoded.
     assert_eq!(again.stdout, "itms-services://?action=download-manifest&url=https%3A%2F%2Fota.example.com%2Fm.plist\n");
 }
+
+// ---------------------------------------------------------------------------------------------
+// share
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn share_creates_lists_and_revokes_links() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = random_ipa(dir.path(), "shared.ipa", "com.example.shared", 7, 16 << 10);
+    let pushed = server.cli(&["push", path_str(&file), "--channel", "beta"]);
+    assert_eq!(pushed.code, Some(0), "{}", pushed.both());
+    let build_id = build_id_in(&pushed.stdout);
+
+    // A protected link: the password comes from standard input, never the command line.
+    let mut command = otaship();
+    command
+        .args(["share", "create", "--build", &build_id, "--password-stdin", "--expires-in", "7d"])
+        .args(["--max-installs", "3", "--label", "QA & friends"])
+        .args(server.remote_via(&server.url));
+    let created = run(command, Some("pass phrase 1\n"));
+    assert_eq!(created.code, Some(0), "{}", created.both());
+    let url = created.stdout.trim().to_owned();
+    assert!(url.starts_with(&format!("{}/s/", server.url)), "{url}");
+    let page = reqwest::blocking::get(&url).expect("page");
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().expect("html").contains("type=\"password\""), "the page asks for the password");
+
+    // A channel link, as JSON.
+    let channel = json_of(&server.cli(&["share", "create", "--app", "com.example.shared", "--channel", "beta", "--json"]));
+    assert_eq!(channel["kind"], "channel");
+    assert_eq!(channel["password_protected"], false);
+
+    let listed = server.cli(&["share", "list", "--app", "com.example.shared"]);
+    assert_eq!(listed.code, Some(0), "{}", listed.both());
+    let lines: Vec<&str> = listed.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and two links: {}", listed.stdout);
+    for column in ["ID", "STATE", "SHARES", "PASSWORD", "EXPIRES", "INSTALLS", "LABEL", "URL"] {
+        assert!(lines[0].contains(column), "{}", lines[0]);
+    }
+    let protected = lines.iter().find(|line| line.contains("QA & friends")).expect("the protected link");
+    assert!(protected.contains(" active ") && protected.contains(" yes ") && protected.contains(" 0/3 "), "{protected}");
+    let link_id = protected.split_whitespace().next().expect("id").to_owned();
+    let links = json_of(&server.cli(&["share", "list", "--build", &build_id, "--json"]));
+    assert_eq!(links["links"].as_array().expect("links").len(), 1, "only the build link");
+
+    let revoked = server.cli(&["share", "revoke", &link_id]);
+    assert_eq!(revoked.code, Some(0), "{}", revoked.both());
+    assert_eq!(reqwest::blocking::get(&url).expect("page").status().as_u16(), 410);
+    let unknown = server.cli(&["share", "revoke", "nonexistent"]);
+    assert_eq!(unknown.code, Some(2), "{}", unknown.both());
+
+    // Arguments that cannot work are refused before anything is sent.
+    let neither = server.cli(&["share", "create"]);
+    assert_ne!(neither.code, Some(0));
+    let bad = server.cli(&["share", "create", "--build", &build_id, "--expires-in", "soon"]);
+    assert_eq!(bad.code, Some(2), "{}", bad.both());
+    assert!(bad.stderr.contains("--expires-in"), "{}", bad.both());
+}

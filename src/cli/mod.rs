@@ -13,6 +13,7 @@ mod progress;
 pub mod push;
 pub mod remote;
 pub mod serve;
+pub mod share;
 
 use std::io::{self, Write};
 use std::process::ExitCode;

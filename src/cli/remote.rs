@@ -196,7 +196,7 @@ fn version_label(build: &Value) -> String {
 }
 
 /// A JSON value as text for a table: strings bare, null empty.
-fn text(value: &Value) -> String {
+pub(super) fn text(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
         Value::Null => String::new(),
@@ -204,17 +204,17 @@ fn text(value: &Value) -> String {
     }
 }
 
-fn print_json(value: &Value) -> Result<(), Failure> {
+pub(super) fn print_json(value: &Value) -> Result<(), Failure> {
     print(&format!("{}\n", serde_json::to_string_pretty(value).unwrap_or_default()))
 }
 
 /// One path segment, percent-encoded (bundle ids are plain, but an id typed by hand may not be).
-fn path_segment(text: &str) -> String {
+pub(super) fn path_segment(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// Columns padded to their widest cell.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|header| header.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

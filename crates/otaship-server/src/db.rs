@@ -1,6 +1,6 @@
-//! The metadata database: apps, builds, API tokens, sessions, resumable uploads, shared secrets
-//! and enrolled devices (`devices`), on SQLite (one instance) or PostgreSQL (one or several
-//! instances).
+//! The metadata database: apps, builds, API tokens, sessions, resumable uploads, shared secrets,
+//! enrolled devices (`devices`), and share links, channel pages and install analytics
+//! (`sharing`), on SQLite (one instance) or PostgreSQL (one or several instances).
 //!
 //! Methods are use cases, not generic CRUD. Every statement is written once, in the SQL both
 //! engines speak (`$1` placeholders, `ON CONFLICT`, `RETURNING`-free), and runs on whichever
@@ -87,8 +87,10 @@ macro_rules! with_pool {
 }
 
 mod devices;
+mod sharing;
 
 pub use devices::{DeviceRow, Enrolled};
+pub use sharing::{ChannelRow, DeviceCount, Event, EventCounts, EventKind, LinkFilter, LinkRow};
 
 /// What differs between the engines beyond the SQL text: how a transaction that reads then
 /// writes, or reads twice, gets the isolation it needs.
@@ -573,6 +575,8 @@ impl Db {
                     .await?;
             let build = record.ok_or(DbError::NotFound)?.into_row()?;
             sqlx::query("DELETE FROM builds WHERE id = $1").bind(id).execute(&mut *transaction).await?;
+            // Its links stay (and say that the build is gone); its analytics go with it.
+            sqlx::query("DELETE FROM install_events WHERE build_id = $1").bind(id).execute(&mut *transaction).await?;
             sqlx::query(
                 "DELETE FROM apps WHERE bundle_id = $1 AND NOT EXISTS (SELECT 1 FROM builds WHERE bundle_id = $1)",
             )

@@ -2,11 +2,13 @@
 //!
 //! It owns start-up (configuration, data directory, database, reconciliation of what a crash
 //! left behind), the HTTP routes (`http`), the upload pipeline (`ingest`, `uploads`), blob
-//! storage on local disk or S3 (`storage`, and moving it: `relocate`) and API tokens (`tokens`).
+//! storage on local disk or S3 (`storage`, and moving it: `relocate`), API tokens (`tokens`),
+//! share links (`sharing`) and install analytics (`analytics`).
 //! Every instance keeps its state in the database and the storage, so several can serve the same
 //! builds. It knows nothing of zip or plist formats: that is
 //! `otaship-ipa`'s job.
 
+pub mod analytics;
 pub mod config;
 pub mod db;
 pub mod devices;
@@ -15,6 +17,7 @@ pub mod http;
 pub mod ingest;
 pub mod relocate;
 pub mod self_check;
+pub mod sharing;
 pub mod storage;
 pub mod tls;
 pub mod tokens;
@@ -53,6 +56,8 @@ pub struct AppState {
     pub in_flight: Arc<uploads::InFlight>,
     /// Device enrollment: cookie key, trusted device CAs, profile-signing identity.
     pub devices: Arc<devices::Devices>,
+    /// Share links' capability key.
+    pub sharing: Arc<sharing::Sharing>,
 }
 
 /// Where the server really listens.
@@ -99,8 +104,10 @@ impl AppState {
         };
         let tls = tls::Tls::start(&config.tls, &config.data_dir, local_ca)?.map(Arc::new);
         let devices = Arc::new(devices::Devices::open(&db, config.device_ca_pem.as_deref()).await?);
+        let sharing = Arc::new(sharing::Sharing::open(&db).await?);
         let state = AppState {
             devices,
+            sharing,
             storage,
             config: Arc::new(config),
             db,

@@ -1,14 +1,18 @@
 //! Downloads of the `.ipa` and the icon: GET and HEAD, `Content-Length`, single byte ranges
 //! (`206`), a strong `ETag` from the content's SHA-256, and never any compression; streamed from
-//! local disk or object storage, or (`--storage-redirect`) redirected to a presigned URL.
+//! local disk or object storage, or (`--storage-redirect`) redirected to a presigned URL. Counts
+//! the `.ipa` downloads that start and that complete (install analytics).
 
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 
+use futures_util::StreamExt;
+
 use crate::AppState;
-use crate::db::BuildRow;
+use crate::analytics::{self, Client};
+use crate::db::{BuildRow, EventKind};
 use crate::error::ApiError;
 use crate::ingest::storage_error;
 use crate::storage::{BlobKey, BlobKind, Storage};
@@ -30,13 +34,30 @@ pub async fn ipa(
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
     let build = build_for(&state, &token).await?;
+    serve_ipa(&state, &build, None, &method, &headers).await
+}
+
+/// Serves a build's `.ipa` (reached through its install token, or a share link's capability)
+/// and counts the downloads that start and complete.
+pub(crate) async fn serve_ipa(
+    state: &AppState,
+    build: &BuildRow,
+    link_id: Option<&str>,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let key = BlobKey::new(&build.id, BlobKind::Ipa);
-    let disposition = content_disposition(&build);
+    let disposition = content_disposition(build);
+    let counted = Counted { state, build_id: &build.id, link_id, client: Client::of(headers) };
     if state.config.storage_redirect
         && method == Method::GET
         && let Some(url) =
             state.storage.presigned_get(&key, REDIRECT_VALIDITY, Some(&disposition)).await.map_err(storage_error)?
     {
+        // Only the start is known: the bytes flow from the object store.
+        if !headers.contains_key(header::RANGE) {
+            counted.record(EventKind::DownloadStarted).await;
+        }
         return Response::builder()
             .status(StatusCode::FOUND)
             .header(header::LOCATION, url)
@@ -46,7 +67,7 @@ pub async fn ipa(
     }
     let etag = format!("\"{}\"", build.sha256);
     let blob = Blob { storage: &state.storage, key, size: build.size };
-    serve_blob(blob, &etag, "application/octet-stream", Some(&disposition), &method, &headers).await
+    serve_blob(blob, &etag, "application/octet-stream", Some(&disposition), method, headers, Some(counted)).await
 }
 
 /// `GET /i/{token}/icon.png`: the icon as a standard PNG.
@@ -56,6 +77,11 @@ pub async fn icon(
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
     let build = build_for(&state, &token).await?;
+    serve_icon(&state, &build, &headers).await
+}
+
+/// Serves a build's icon.
+pub(crate) async fn serve_icon(state: &AppState, build: &BuildRow, headers: &HeaderMap) -> Result<Response, ApiError> {
     if !build.has_icon {
         return Err(ApiError::not_found("The icon"));
     }
@@ -63,7 +89,21 @@ pub async fn icon(
     let size = state.storage.size(&key).await.map_err(storage_error)?;
     let etag = format!("\"icon-{}\"", build.sha256);
     let blob = Blob { storage: &state.storage, key, size };
-    serve_blob(blob, &etag, "image/png", None, &Method::GET, &headers).await
+    serve_blob(blob, &etag, "image/png", None, &Method::GET, headers, None).await
+}
+
+/// The downloads of a build to count: whose, through which link, from which device.
+struct Counted<'a> {
+    state: &'a AppState,
+    build_id: &'a str,
+    link_id: Option<&'a str>,
+    client: Client,
+}
+
+impl Counted<'_> {
+    async fn record(&self, kind: EventKind) {
+        analytics::record_for(self.state, self.build_id, self.link_id, kind, self.client.clone()).await;
+    }
 }
 
 /// A stored blob of known size.
@@ -95,6 +135,7 @@ async fn serve_blob(
     disposition: Option<&str>,
     method: &Method,
     headers: &HeaderMap,
+    counted: Option<Counted<'_>>,
 ) -> Result<Response, ApiError> {
     let size = blob.size;
     let mut response = Response::builder()
@@ -133,7 +174,35 @@ async fn serve_blob(
         return response.body(Body::empty()).map_err(ApiError::internal);
     }
     let bytes = blob.storage.read_range(&blob.key, start, length).await.map_err(storage_error)?;
-    response.body(Body::from_stream(bytes)).map_err(ApiError::internal)
+    let Some(counted) = counted else {
+        return response.body(Body::from_stream(bytes)).map_err(ApiError::internal);
+    };
+    if start == 0 {
+        counted.record(EventKind::DownloadStarted).await;
+    }
+    if start + length < size || length == 0 {
+        return response.body(Body::from_stream(bytes)).map_err(ApiError::internal);
+    }
+    // The download is complete when this response has handed over the file's last byte and
+    // every byte before it that it promised (a resumed download completes on its last range).
+    let state = counted.state.clone();
+    let (build_id, link_id, client) = (counted.build_id.to_owned(), counted.link_id.map(str::to_owned), counted.client);
+    let mut served = 0u64;
+    let mut completion = Some((state, build_id, link_id, client));
+    let tracked = bytes.inspect(move |chunk| {
+        if let Ok(chunk) = chunk {
+            served += chunk.len() as u64;
+            if served >= length
+                && let Some((state, build_id, link_id, client)) = completion.take()
+            {
+                tokio::spawn(async move {
+                    let kind = EventKind::DownloadCompleted;
+                    analytics::record_for(&state, &build_id, link_id.as_deref(), kind, client).await;
+                });
+            }
+        }
+    });
+    response.body(Body::from_stream(tracked)).map_err(ApiError::internal)
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -1,10 +1,13 @@
 //! The HTTP surface: one router listing every route, and the request helpers they share.
 
 mod api;
+mod build_page;
 mod devices;
 mod download;
+mod links;
 pub mod openapi;
 mod pages;
+mod share;
 mod trust;
 mod ui;
 mod uploads;
@@ -39,17 +42,33 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices", get(devices::list_devices))
         .route("/api/v1/devices/export", get(devices::export_api))
         .route("/api/v1/devices/{id}", axum::routing::patch(devices::patch_device).delete(devices::delete_device))
+        .route("/api/v1/builds/{id}/links", post(links::create_build_link))
+        .route("/api/v1/builds/{id}/analytics", get(links::build_analytics))
+        .route("/api/v1/apps/{app}/channels", get(links::list_channels))
+        .route("/api/v1/apps/{app}/channels/{channel}/links", post(links::create_channel_link))
+        .route("/api/v1/links", get(links::list_links))
+        .route("/api/v1/links/{id}", get(links::get_link).delete(links::revoke_link))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .route("/api", get(openapi::api_page))
         .route("/i/{token}", get(pages::install_page))
         .route("/i/{token}/manifest.plist", get(pages::manifest))
         .route("/i/{token}/icon.png", get(download::icon))
         .route("/i/{token}/app.ipa", get(download::ipa).head(download::ipa))
+        .route("/s/{token}", get(share::share_page).post(share::share_password))
+        .route("/s/{token}/{capability}/manifest.plist", get(share::share_manifest))
+        .route("/s/{token}/{capability}/icon.png", get(share::share_icon))
+        .route("/s/{token}/{capability}/app.ipa", get(share::share_ipa).head(share::share_ipa))
+        .route("/c/{token}", get(share::channel_page))
         .route("/", get(ui::home))
         .route("/signin", get(ui::signin_page).post(ui::signin))
         .route("/signout", post(ui::signout))
         .route("/upload", post(ui::upload).layer(DefaultBodyLimit::disable()))
         .route("/apps/{bundle_id}", get(ui::app_page))
+        .route("/apps/{bundle_id}/channels", get(build_page::channels_page))
+        .route("/apps/{bundle_id}/channels/{channel}/links", post(build_page::create_channel_link_form))
+        .route("/builds/{id}", get(build_page::build_page))
+        .route("/builds/{id}/links", post(build_page::create_build_link_form))
+        .route("/links/{id}/revoke", post(build_page::revoke_link_form))
         .route("/builds/{id}/delete", post(ui::delete_build))
         .route("/builds/{id}/devices", get(devices::build_devices_page))
         .route("/devices", get(devices::devices_page))

@@ -10,7 +10,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api, devices, uploads};
+use super::{api, devices, links, uploads};
 use crate::error::{ApiError, ErrorDetail, ErrorJson};
 
 #[derive(OpenApi)]
@@ -40,6 +40,13 @@ use crate::error::{ApiError, ErrorDetail, ErrorJson};
         devices::delete_device,
         devices::export_api,
         devices::build_devices,
+        links::create_build_link,
+        links::create_channel_link,
+        links::list_links,
+        links::get_link,
+        links::revoke_link,
+        links::list_channels,
+        links::build_analytics,
     ),
     components(schemas(ErrorJson, ErrorDetail)),
     modifiers(&BearerToken),
@@ -47,6 +54,7 @@ use crate::error::{ApiError, ErrorDetail, ErrorJson};
         (name = "builds", description = "Upload, read and delete builds."),
         (name = "apps", description = "Apps and their builds."),
         (name = "uploads", description = "Resumable uploads for large builds."),
+        (name = "sharing", description = "Share links (password, expiry, install limit), channels and their stable pages, install analytics."),
         (name = "devices", description = "Devices enrolled through /devices/enroll, exports, and which devices can install a build."),
     )
 )]

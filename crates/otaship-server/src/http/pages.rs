@@ -13,9 +13,9 @@ use plist::{Dictionary, Value};
 use serde_json::Value as Json;
 
 use super::{BuildUrls, base_url, itms_link};
-use crate::AppState;
-use crate::db::BuildRow;
+use crate::db::{BuildRow, EventKind};
 use crate::error::ApiError;
+use crate::{AppState, analytics};
 
 /// What the pages show of a build: the install page to testers, the app page to uploaders.
 pub struct BuildView {
@@ -49,7 +49,8 @@ pub struct BuildView {
     pub ipad_only: bool,
     /// Signed for listed devices (development or ad hoc): device checks and Developer Mode apply.
     pub lists_devices: bool,
-    /// The install token (the page's own path).
+    /// The install token, for the way back from device registration (empty on a share link's
+    /// page, which must not reveal the build's own install URL).
     pub token: String,
     /// Public URLs.
     pub urls: BuildUrls,
@@ -58,8 +59,13 @@ pub struct BuildView {
 }
 
 impl BuildView {
-    /// The view of a stored build, with URLs under `base`.
+    /// The view of a stored build, with its own URLs under `base`.
     pub fn new(build: &BuildRow, base: &str) -> Result<Self, ApiError> {
+        BuildView::with_urls(build, BuildUrls::new(base, &build.install_token, build.has_icon))
+    }
+
+    /// The view of a stored build whose page hands out `urls` (a share link's).
+    pub fn with_urls(build: &BuildRow, urls: BuildUrls) -> Result<Self, ApiError> {
         let report: Json = serde_json::from_str(&build.report).map_err(ApiError::internal)?;
         let profile = report.get("profile").filter(|profile| !profile.is_null());
         let messages = |list: &str| -> Vec<String> {
@@ -75,7 +81,6 @@ impl BuildView {
                 })
                 .unwrap_or_default()
         };
-        let urls = BuildUrls::new(base, &build.install_token, build.has_icon);
         Ok(BuildView {
             id: build.id.clone(),
             name: build.name.clone().unwrap_or_else(|| build.bundle_id.clone()),
@@ -134,14 +139,31 @@ pub async fn install_page(
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
     let Some(build) = super::build_by_token(&state, &token).await? else {
-        let page = NotFoundPage.render().map_err(ApiError::internal)?;
-        return Ok((StatusCode::NOT_FOUND, Html(page)).into_response());
+        return not_found_page();
     };
-    let base = base_url(&state, &headers);
-    let view = BuildView::new(&build, &base)?;
-    let device = super::devices::visiting_device(&state, &headers).await?;
+    let view = BuildView::new(&build, &base_url(&state, &headers))?;
+    analytics::record(&state, &headers, &build.id, None, EventKind::PageView).await;
+    render_install_page(&state, &headers, &build, view).await
+}
+
+/// The page for a link that names no build.
+pub(crate) fn not_found_page() -> Result<Response, ApiError> {
+    let page = NotFoundPage.render().map_err(ApiError::internal)?;
+    Ok((StatusCode::NOT_FOUND, [(header::CACHE_CONTROL, "no-store")], Html(page)).into_response())
+}
+
+/// The install page of `build` as `view` shows it (its own URLs, or a share link's), with what
+/// the server knows of the visitor's device.
+pub(crate) async fn render_install_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    build: &BuildRow,
+    view: BuildView,
+) -> Result<Response, ApiError> {
+    let base = base_url(state, headers);
+    let device = super::devices::visiting_device(state, headers).await?;
     let panel = match &device {
-        Some(device) => super::devices::device_panel(&build, device)?,
+        Some(device) => super::devices::device_panel(build, device)?,
         None => None,
     };
     // iOS 16 and later open development and ad-hoc builds only in Developer Mode; a device
@@ -154,7 +176,7 @@ pub async fn install_page(
     let page = InstallPage {
         qr_svg: qr_svg(&view.urls.install)?,
         b: view,
-        trust_url: super::trust::onboarding_url(&state, &headers),
+        trust_url: super::trust::onboarding_url(state, headers),
         insecure: base.starts_with("http://"),
         device: panel,
         developer_mode,
@@ -199,8 +221,14 @@ pub async fn manifest(
     let Some(build) = super::build_by_token(&state, &token).await? else {
         return Err(ApiError::not_found("The build"));
     };
+    analytics::record(&state, &headers, &build.id, None, EventKind::Manifest).await;
     let urls = BuildUrls::new(&base_url(&state, &headers), &build.install_token, build.has_icon);
-    let body = manifest_xml(&build, &urls).map_err(ApiError::internal)?;
+    manifest_response(&build, &urls)
+}
+
+/// The manifest of `build` naming `urls`, as the installer wants it.
+pub(crate) fn manifest_response(build: &BuildRow, urls: &BuildUrls) -> Result<Response, ApiError> {
+    let body = manifest_xml(build, urls).map_err(ApiError::internal)?;
     Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], body).into_response())
 }
 

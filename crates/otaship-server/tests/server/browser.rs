@@ -752,3 +752,64 @@ async fn the_registration_page_guides_each_device() {
     chrome.close().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_iphone_passes_a_share_links_password_and_the_installer_needs_no_cookie() {
+    let mut server = Server::start().await;
+    let ipa = installable_ipa(true);
+    let build = server.upload_with_notes(ipa.clone(), "Shared with the client.").await;
+    let response = server
+        .client()
+        .post(format!("{}/api/v1/builds/{}/links", server.base, text_of(&build, "id")))
+        .bearer_auth(&server.token)
+        .json(&json!({"password": "open sesame", "label": "Client"}))
+        .send()
+        .await
+        .expect("create link");
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    let link: Value = response.json().await.expect("link");
+    let browser = Browser::open(IPHONE).await;
+    browser.client.goto(text_of(&link, "url")).await.expect("page");
+    let field = browser.client.wait().at_most(PATIENCE).for_element(Locator::Css("#password")).await.expect("form");
+    assert!(!browser.exists("#install-button").await, "nothing to install before the password");
+    browser.screenshot("share-password").await;
+
+    // A wrong password: said so, still locked.
+    field.send_keys("guess").await.expect("type");
+    browser.client.find(Locator::Css("#unlock")).await.expect("button").click().await.expect("click");
+    browser.client.wait().at_most(PATIENCE).for_element(Locator::Css("#password-error")).await.expect("error shown");
+    assert!(browser.text("#password-error").await.contains("not right"));
+
+    // The right one: the install page, whose button needs no cookie.
+    let field = browser.client.find(Locator::Css("#password")).await.expect("field");
+    field.send_keys("open sesame").await.expect("type");
+    browser.client.find(Locator::Css("#unlock")).await.expect("button").click().await.expect("click");
+    browser.client.wait().at_most(PATIENCE).for_element(Locator::Css("#install-button")).await.expect("install page");
+    browser
+        .client
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("html.is-ios"))
+        .await
+        .expect("the page's script ran");
+    assert!(browser.shown("#install-button").await);
+    assert_eq!(browser.text("#app-name").await, "Field Notes");
+    let manifest_url = manifest_url_of(&browser.attr("#install-button", "href").await);
+    assert!(manifest_url.starts_with(&format!("{}/", text_of(&link, "url"))), "{manifest_url}");
+    browser.assert_page_sound().await;
+    assert_eq!(browser.script("return document.cookie;", vec![]).await, json!(""), "the pass cookie is HttpOnly");
+    browser.screenshot("share-unlocked").await;
+    browser.close().await;
+
+    // The installer: no cookies at all.
+    let installer = reqwest::Client::new();
+    let manifest = installer.get(&manifest_url).send().await.expect("manifest");
+    assert_eq!(manifest.status(), reqwest::StatusCode::OK);
+    let manifest = plist::Value::from_reader_xml(manifest.bytes().await.expect("body").as_ref()).expect("plist");
+    let item = &manifest.as_dictionary().expect("dict")["items"].as_array().expect("items")[0];
+    let asset = &item.as_dictionary().expect("item")["assets"].as_array().expect("assets")[0];
+    let package_url = asset.as_dictionary().expect("asset")["url"].as_string().expect("url").to_owned();
+    let bytes = installer.get(&package_url).send().await.expect("ipa").bytes().await.expect("bytes");
+    assert_eq!(bytes.as_ref(), ipa.as_slice());
+    server.stop().await;
+}

@@ -10,6 +10,7 @@ mod devices;
 mod e2e;
 mod https;
 mod scale;
+mod sharing;
 mod support;
 mod ui;
 mod uploads;

@@ -198,7 +198,21 @@ pub fn install_href(html: &str) -> Option<String> {
     let rest = &html[start..];
     let href = rest.find("href=\"")? + 6;
     let end = rest[href..].find('"')?;
-    Some(rest[href..href + end].replace("&amp;", "&").replace("&#x27;", "'").replace("&quot;", "\""))
+    Some(unescape_html(&rest[href..href + end]))
+}
+
+/// Undoes HTML escaping as askama writes it (numeric entities) and as other writers do (named).
+pub fn unescape_html(text: &str) -> String {
+    text.replace("&#38;", "&")
+        .replace("&amp;", "&")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#60;", "<")
+        .replace("&lt;", "<")
+        .replace("&#62;", ">")
+        .replace("&gt;", ">")
 }
 
 pub fn manifest_url_of(link: &str) -> String {
