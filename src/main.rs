@@ -20,8 +20,10 @@ struct Args {
 enum Command {
     /// Run the server: upload builds, get install pages that install.
     Serve(Box<otaship_server::ServeArgs>),
-    /// Create, list and revoke API tokens.
+    /// Create, list and revoke API tokens (admin, or upload-only for CI).
     Token(cli::serve::TokenArgs),
+    /// Create, list, change and delete the accounts that sign in to the web UI.
+    Account(cli::account::AccountArgs),
     /// Read an .ipa or a provisioning profile and say what it is and whether it will install.
     Inspect(cli::inspect::InspectArgs),
     /// Say why an install link (page, itms-services link, manifest, .ipa) fails, and how to fix it.
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
     let outcome = match args.command {
         Command::Serve(serve) => cli::serve::serve(&serve),
         Command::Token(token) => cli::serve::token(&token),
+        Command::Account(account) => cli::account::run(&account),
         Command::Inspect(inspect) => cli::inspect::run(&inspect),
         Command::Push(push) => cli::push::run(&push),
         Command::Apps(apps) => cli::remote::apps(&apps),

@@ -513,6 +513,41 @@ fn push_prints_the_install_url_and_a_second_push_stores_nothing_new() {
 }
 
 #[test]
+fn push_works_with_an_upload_only_token_which_reads_nothing() {
+    let server = Server::start();
+    let created = cli(&["token", "create", "ci", "--scope", "upload", "--data-dir", path_str(server.data.path())]);
+    assert_eq!(created.code, Some(0), "{}", created.both());
+    let upload_token = created.stdout.trim().to_owned();
+    let with_upload_token = |args: &[&str]| {
+        let mut command = otaship();
+        command.args(args).args(["--server", &server.url, "--token", &upload_token]);
+        run(command, None)
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = random_ipa(dir.path(), "Scoped.ipa", "com.example.scoped", 21, 3 << 20);
+    let args = ["push", path_str(&file), "--part-size", "1MiB", "--channel", "ci", "--retries", "1"];
+    let pushed = with_upload_token(&args);
+    assert_eq!(pushed.code, Some(0), "{}", pushed.both());
+    assert!(pushed.stdout.contains(" in channel ci\n"), "{}", pushed.both());
+    assert!(pushed.stdout.contains(&format!("install: {}/i/", server.url)), "{}", pushed.both());
+    let id = build_id_in(&pushed.stdout);
+    // Again: the server answers with the build it has, and the token needs to read nothing.
+    let again = with_upload_token(&args);
+    assert_eq!(again.code, Some(0), "{}", again.both());
+    assert!(again.stdout.starts_with("already on the server (same SHA-256)"), "{}", again.both());
+    assert_eq!(build_id_in(&again.stdout), id);
+
+    // Reading and deleting need an admin token: exit 3 with the server's sentence.
+    for args in [&["apps", "list"][..], &["builds", "show", &id][..], &["builds", "delete", &id][..]] {
+        let refused = with_upload_token(args);
+        assert_eq!(refused.code, Some(3), "{args:?}: {}", refused.both());
+        assert!(refused.stderr.contains("This token may only upload builds"), "{args:?}: {}", refused.both());
+    }
+    let build = json_of(&server.cli(&["builds", "show", &id, "--json"]));
+    assert_eq!(build["channel"], "ci", "the admin token reads it: {build}");
+}
+
+#[test]
 fn push_json_prints_only_the_build_and_reads_settings_from_the_environment() {
     let server = Server::start();
     let dir = tempfile::tempdir().expect("tempdir");

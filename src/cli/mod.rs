@@ -4,6 +4,7 @@
 //! (unreadable file, unwritable output, server unreachable or failing); 2 the input was refused
 //! (with a stable error code); 3 the server refused the API token.
 
+pub mod account;
 pub mod admin;
 pub mod client;
 pub mod doctor;

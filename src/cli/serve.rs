@@ -111,9 +111,16 @@ pub struct TokenArgs {
 enum TokenCommand {
     /// Create a token and print it (only once: it is stored hashed).
     Create {
-        /// A name to recognise it by.
-        #[arg(long, default_value = "api")]
-        name: String,
+        /// A name to recognise it by [default: api].
+        #[arg(value_name = "NAME", conflicts_with = "name")]
+        positional_name: Option<String>,
+        /// The same as NAME.
+        #[arg(long)]
+        name: Option<String>,
+        /// What it may do: `admin` (every API route, and signing in to the web UI) or `upload`
+        /// (uploading builds only: for CI).
+        #[arg(long, default_value = "admin", value_parser = ["admin", "upload"])]
+        scope: String,
     },
     /// List tokens (never their secrets).
     List,
@@ -124,36 +131,43 @@ enum TokenCommand {
     },
 }
 
+/// Opens (and migrates) the database the server's settings name: `--database`, else the SQLite
+/// file in `--data-dir`.
+pub(super) async fn open_database(data_dir: Option<&PathBuf>, database: Option<&String>) -> Result<Db, Failure> {
+    let config =
+        Config::load(&ServeArgs { data_dir: data_dir.cloned(), database: database.cloned(), ..ServeArgs::default() })?;
+    otaship_server::config::prepare_data_dir(&config)?;
+    let db = Db::open(&config.database)
+        .await
+        .with_context(|| format!("cannot open the database {}", config.database.redacted()))?;
+    Ok(db)
+}
+
 /// Runs `otaship token ...` against the data directory.
 pub fn token(args: &TokenArgs) -> Result<(), Failure> {
-    let config = Config::load(&ServeArgs {
-        data_dir: args.data_dir.clone(),
-        database: args.database.clone(),
-        ..ServeArgs::default()
-    })?;
     runtime()?.block_on(async {
-        otaship_server::config::prepare_data_dir(&config)?;
-        let db = Db::open(&config.database)
-            .await
-            .with_context(|| format!("cannot open the database {}", config.database.redacted()))?;
+        let db = open_database(args.data_dir.as_ref(), args.database.as_ref()).await?;
         match &args.command {
-            TokenCommand::Create { name } => {
+            TokenCommand::Create { positional_name, name, scope } => {
+                let name = positional_name.as_deref().or(name.as_deref()).unwrap_or("api");
+                let scope = tokens::Scope::parse(scope).unwrap_or(tokens::Scope::Admin);
                 let token = tokens::generate();
-                db.insert_token(&tokens::random_hex(8), name, &tokens::hash(&token)).await?;
+                db.insert_scoped_token(&tokens::random_hex(8), name, &tokens::hash(&token), scope).await?;
                 print(&format!("{token}\n"))?;
             }
             TokenCommand::List => {
                 let mut out = String::from(
-                    "ID                NAME                  CREATED               LAST USED             STATE\n",
+                    "ID                NAME                  SCOPE   CREATED               LAST USED             STATE\n",
                 );
                 for token in db.list_tokens().await? {
                     let day = |at: time::OffsetDateTime| {
                         otaship_server::db::timestamp(at).chars().take(16).collect::<String>()
                     };
                     out.push_str(&format!(
-                        "{:<17} {:<21} {:<21} {:<21} {}\n",
+                        "{:<17} {:<21} {:<7} {:<21} {:<21} {}\n",
                         token.id,
                         token.name,
+                        token.scope.as_str(),
                         day(token.created_at),
                         token.last_used_at.map(day).unwrap_or_else(|| "never".into()),
                         if token.revoked_at.is_some() { "revoked" } else { "active" }

@@ -1,6 +1,7 @@
 //! The metadata database: apps, builds, API tokens, sessions, resumable uploads, shared secrets,
-//! enrolled devices (`devices`), and share links, channel pages and install analytics
-//! (`sharing`), on SQLite (one instance) or PostgreSQL (one or several instances).
+//! enrolled devices (`devices`), named accounts with failed sign-ins (`accounts`), and share
+//! links, channel pages and install analytics (`sharing`), on SQLite (one instance) or
+//! PostgreSQL (one or several instances).
 //!
 //! Methods are use cases, not generic CRUD. Every statement is written once, in the SQL both
 //! engines speak (`$1` placeholders, `ON CONFLICT`, `RETURNING`-free), and runs on whichever
@@ -18,6 +19,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Row, SqlitePool};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+use crate::accounts::Role;
+use crate::tokens::Scope;
 
 /// Errors of the database boundary.
 #[derive(Debug, thiserror::Error)]
@@ -86,9 +90,11 @@ macro_rules! with_pool {
     };
 }
 
+mod accounts;
 mod devices;
 mod sharing;
 
+pub use accounts::AccountRow;
 pub use devices::{DeviceRow, Enrolled};
 pub use sharing::{ChannelRow, DeviceCount, Event, EventCounts, EventKind, LinkFilter, LinkRow};
 
@@ -217,6 +223,7 @@ struct UploadRecord {
 struct TokenRecord {
     id: String,
     name: String,
+    scope: String,
     created_at: String,
     last_used_at: Option<String>,
     revoked_at: Option<String>,
@@ -308,6 +315,8 @@ pub struct TokenRow {
     pub id: String,
     /// Name given at creation.
     pub name: String,
+    /// What it may do.
+    pub scope: Scope,
     /// Creation time.
     pub created_at: OffsetDateTime,
     /// Last successful use.
@@ -316,13 +325,43 @@ pub struct TokenRow {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
+/// A live API token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveToken {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// What it may do.
+    pub scope: Scope,
+}
+
+/// Who a web session belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionOwner {
+    /// An admin-scoped API token, pasted on the sign-in page.
+    Token {
+        /// The token's id.
+        id: String,
+        /// Its name.
+        name: String,
+    },
+    /// A named account, signed in with its password.
+    Account {
+        /// The account's id.
+        id: String,
+        /// Its username.
+        username: String,
+        /// Its role now (a change applies to its open sessions at once).
+        role: Role,
+    },
+}
+
 /// A signed-in web UI session.
 #[derive(Debug, Clone)]
 pub struct SessionRow {
-    /// The token the session was opened with.
-    pub token_id: String,
-    /// Its name, to show who is signed in.
-    pub token_name: String,
+    /// The token or account the session belongs to.
+    pub owner: SessionOwner,
     /// The value every state-changing request of the session must echo.
     pub csrf_token: String,
 }
@@ -638,14 +677,26 @@ impl Db {
         Ok((builds, u64::try_from(total).unwrap_or(0)))
     }
 
-    /// Stores a new token's hash.
+    /// Stores a new admin token's hash.
     pub async fn insert_token(&self, id: &str, name: &str, token_hash: &str) -> Result<(), DbError> {
+        self.insert_scoped_token(id, name, token_hash, Scope::Admin).await
+    }
+
+    /// Stores a new token's hash with its scope.
+    pub async fn insert_scoped_token(
+        &self,
+        id: &str,
+        name: &str,
+        token_hash: &str,
+        scope: Scope,
+    ) -> Result<(), DbError> {
         with_pool!(self, pool => {
-            sqlx::query("INSERT INTO tokens (id, name, token_hash, created_at) VALUES ($1, $2, $3, $4)")
+            sqlx::query("INSERT INTO tokens (id, name, token_hash, created_at, scope) VALUES ($1, $2, $3, $4, $5)")
                 .bind(id)
                 .bind(name)
                 .bind(token_hash)
                 .bind(timestamp(OffsetDateTime::now_utc()))
+                .bind(scope.as_str())
                 .execute(pool)
                 .await?;
         });
@@ -675,7 +726,7 @@ impl Db {
     pub async fn list_tokens(&self) -> Result<Vec<TokenRow>, DbError> {
         let records: Vec<TokenRecord> = with_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT id, name, created_at, last_used_at, revoked_at FROM tokens ORDER BY created_at DESC, id",
+                "SELECT id, name, scope, created_at, last_used_at, revoked_at FROM tokens ORDER BY created_at DESC, id",
             )
             .fetch_all(pool)
             .await?
@@ -686,6 +737,7 @@ impl Db {
                 Ok(TokenRow {
                     id: record.id,
                     name: record.name,
+                    scope: token_scope(&record.scope),
                     created_at: parse_time(record.created_at)?,
                     last_used_at: record.last_used_at.map(parse_time).transpose()?,
                     revoked_at: record.revoked_at.map(parse_time).transpose()?,
@@ -709,13 +761,20 @@ impl Db {
 
     /// The id of the live token with this hash, recording its use.
     pub async fn live_token_id(&self, token_hash: &str) -> Result<Option<String>, DbError> {
-        let found: Option<(String, Option<String>)> = with_pool!(self, pool => {
-            sqlx::query_as("SELECT id, last_used_at FROM tokens WHERE token_hash = $1 AND revoked_at IS NULL")
-                .bind(token_hash)
-                .fetch_optional(pool)
-                .await?
+        Ok(self.live_token(token_hash).await?.map(|token| token.id))
+    }
+
+    /// The live token with this hash, recording its use.
+    pub async fn live_token(&self, token_hash: &str) -> Result<Option<LiveToken>, DbError> {
+        let found: Option<(String, String, String, Option<String>)> = with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, name, scope, last_used_at FROM tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            )
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await?
         });
-        let Some((id, last_used)) = found else {
+        let Some((id, name, scope, last_used)) = found else {
             return Ok(None);
         };
         // A push sends hundreds of requests a minute; the time of use is kept to the minute, so
@@ -731,7 +790,7 @@ impl Db {
                     .await?;
             });
         }
-        Ok(Some(id))
+        Ok(Some(LiveToken { id, name, scope: token_scope(&scope) }))
     }
 
     /// Opens a web session for a token until `expires_at`, and drops expired sessions.
@@ -760,26 +819,41 @@ impl Db {
         Ok(())
     }
 
-    /// The live session with this hash: not expired, and its token not revoked.
+    /// The live session with this hash: not expired, and its admin token not revoked (nor its
+    /// scope narrowed), or its account not deleted. Sessions opened with a token live in
+    /// `sessions`, those opened with a password in `account_sessions` (see migration 8).
     pub async fn session(&self, id_hash: &str) -> Result<Option<SessionRow>, DbError> {
-        let found: Option<(String, String, String)> = with_pool!(self, pool => {
+        let found: Option<(String, String, String, String, String)> = with_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT sessions.token_id, sessions.csrf_token, tokens.name FROM sessions \
+                "SELECT 'token' AS kind, tokens.id, tokens.name, 'admin' AS role, sessions.csrf_token FROM sessions \
                  JOIN tokens ON tokens.id = sessions.token_id \
-                 WHERE sessions.id_hash = $1 AND sessions.expires_at > $2 AND tokens.revoked_at IS NULL",
+                 WHERE sessions.id_hash = $1 AND sessions.expires_at > $2 AND tokens.revoked_at IS NULL \
+                 AND tokens.scope = 'admin' \
+                 UNION ALL \
+                 SELECT 'account' AS kind, accounts.id, accounts.username, accounts.role, account_sessions.csrf_token \
+                 FROM account_sessions JOIN accounts ON accounts.id = account_sessions.account_id \
+                 WHERE account_sessions.id_hash = $1 AND account_sessions.expires_at > $2",
             )
             .bind(id_hash)
             .bind(timestamp(OffsetDateTime::now_utc()))
             .fetch_optional(pool)
             .await?
         });
-        Ok(found.map(|(token_id, csrf_token, token_name)| SessionRow { token_id, token_name, csrf_token }))
+        Ok(found.map(|(kind, id, name, role, csrf_token)| {
+            let owner = if kind == "account" {
+                SessionOwner::Account { id, username: name, role: Role::parse(&role).unwrap_or(Role::Uploader) }
+            } else {
+                SessionOwner::Token { id, name }
+            };
+            SessionRow { owner, csrf_token }
+        }))
     }
 
-    /// Ends a session (signing out).
+    /// Ends a session (signing out), whichever kind it is.
     pub async fn delete_session(&self, id_hash: &str) -> Result<(), DbError> {
         with_pool!(self, pool => {
             sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(id_hash).execute(pool).await?;
+            sqlx::query("DELETE FROM account_sessions WHERE id_hash = $1").bind(id_hash).execute(pool).await?;
         });
         Ok(())
     }
@@ -1149,6 +1223,11 @@ impl UploadRecord {
             received,
         })
     }
+}
+
+/// The scope a stored name means; an unknown one (written by a newer release) is the narrower.
+fn token_scope(name: &str) -> Scope {
+    Scope::parse(name).unwrap_or(Scope::Upload)
 }
 
 fn metadata_json(metadata: &BTreeMap<String, String>) -> String {

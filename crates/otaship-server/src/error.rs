@@ -20,12 +20,27 @@ pub struct ApiError {
     pub code: &'static str,
     /// What is wrong and what to do.
     pub message: String,
+    /// When to try again, for a `429` or `503` (sent as `Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
     /// An error with this status, code and sentence.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), retry_after: None }
+    }
+
+    /// The same error, telling the client to wait `wait` before trying again.
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
+    /// The `Retry-After` header this error carries, if any: whole seconds, rounded up.
+    pub fn retry_after_header(&self) -> Option<(axum::http::HeaderName, axum::http::HeaderValue)> {
+        let wait = self.retry_after?;
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Some((axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds.max(1))))
     }
 
     /// 404 with a sentence about what was not found.
@@ -81,7 +96,12 @@ pub struct ErrorDetail {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = self.retry_after_header();
         let body = ErrorJson { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some((name, value)) = retry_after {
+            response.headers_mut().insert(name, value);
+        }
+        response
     }
 }

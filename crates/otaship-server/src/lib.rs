@@ -3,11 +3,13 @@
 //! It owns start-up (configuration, data directory, database, reconciliation of what a crash
 //! left behind), the HTTP routes (`http`), the upload pipeline (`ingest`, `uploads`), blob
 //! storage on local disk or S3 (`storage`, and moving it: `relocate`), API tokens (`tokens`),
-//! share links (`sharing`) and install analytics (`analytics`).
+//! share links (`sharing`), install analytics (`analytics`), named accounts (`accounts`) and
+//! limits on failed attempts (`ratelimit`).
 //! Every instance keeps its state in the database and the storage, so several can serve the same
 //! builds. It knows nothing of zip or plist formats: that is
 //! `otaship-ipa`'s job.
 
+pub mod accounts;
 pub mod analytics;
 pub mod config;
 pub mod db;
@@ -15,6 +17,7 @@ pub mod devices;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod ratelimit;
 pub mod relocate;
 pub mod self_check;
 pub mod sharing;
@@ -287,7 +290,9 @@ pub async fn serve(
     let helper = listeners.http_helper.map(|listener| {
         let router = http::helper_router(state.clone());
         tokio::spawn(
-            axum::serve(listener.tap_io(no_delay), router)
+            // Every connection's peer address rides along in the requests (ConnectInfo), for
+            // rate limits and logs.
+            axum::serve(listener.tap_io(no_delay), router.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(stop.clone().cancelled_owned())
                 .into_future(),
         )
@@ -297,10 +302,12 @@ pub async fn serve(
         Some(tls) => {
             tls::serve(listeners.main, tls.server_config.clone(), router, stop.clone().cancelled_owned()).await
         }
-        None => axum::serve(listeners.main.tap_io(no_delay), router)
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .await
-            .context("the server stopped"),
+        None => {
+            axum::serve(listeners.main.tap_io(no_delay), router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .await
+                .context("the server stopped")
+        }
     };
     stop.cancel();
     if let Some(helper) = helper {

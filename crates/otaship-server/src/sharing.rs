@@ -187,24 +187,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Hashes a link password with argon2id (a random salt, the crate's default cost).
-pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    let mut salt_bytes = [0u8; 16];
-    if getrandom::fill(&mut salt_bytes).is_err() {
-        std::process::abort();
-    }
-    let salt = SaltString::encode_b64(&salt_bytes)?;
-    Ok(argon2::Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
-}
-
-/// Whether `password` matches an argon2 PHC hash.
-pub fn password_matches(password: &str, hash: &str) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    PasswordHash::new(hash)
-        .is_ok_and(|parsed| argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,16 +282,5 @@ mod tests {
         protected.password_hash = Some("h2".to_owned());
         assert!(!sharing.passed(&protected, &cookie, now));
         assert!(!sharing.passed(&protected, "garbage", now));
-    }
-
-    #[test]
-    fn passwords_are_stored_as_argon2id_hashes() {
-        let hash = hash_password("correct horse").expect("hash");
-        assert!(hash.starts_with("$argon2id$"), "{hash}");
-        assert!(!hash.contains("correct horse"));
-        assert!(password_matches("correct horse", &hash));
-        assert!(!password_matches("correct horsE", &hash));
-        assert!(!password_matches("correct horse", "not a hash"));
-        assert_ne!(hash, hash_password("correct horse").expect("hash"));
     }
 }

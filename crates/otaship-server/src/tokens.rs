@@ -1,18 +1,59 @@
-//! API tokens: generated with 256 random bits, shown once, stored only as a SHA-256 hash.
+//! API tokens: generated with 256 random bits, shown once, stored only as a SHA-256 hash, each
+//! with a scope that says what it may do.
 
 use sha2::{Digest, Sha256};
 
 /// Prefix of every token, so that secret scanners and people recognise them.
 pub const TOKEN_PREFIX: &str = "ots_";
 
-/// Random bytes as lower-case hex.
-pub fn random_hex(bytes: usize) -> String {
-    let mut buffer = vec![0u8; bytes];
-    // The operating system's generator; failing it is not recoverable.
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything: the API, and signing in to the web UI.
+    Admin,
+    /// Uploading builds only (`POST /api/v1/builds` and the resumable uploads): for CI, where a
+    /// leaked token must not be able to delete or read anything.
+    Upload,
+}
+
+impl Scope {
+    /// The name stored and shown (`admin`, `upload`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Admin => "admin",
+            Scope::Upload => "upload",
+        }
+    }
+
+    /// The scope a stored or typed name means.
+    pub fn parse(name: &str) -> Option<Scope> {
+        match name {
+            "admin" => Some(Scope::Admin),
+            "upload" => Some(Scope::Upload),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// Random bytes from the operating system's generator.
+pub fn random_bytes(count: usize) -> Vec<u8> {
+    let mut buffer = vec![0u8; count];
+    // Failing the operating system's generator is not recoverable.
     if getrandom::fill(&mut buffer).is_err() {
         std::process::abort();
     }
-    hex(&buffer)
+    buffer
+}
+
+/// Random bytes as lower-case hex.
+pub fn random_hex(bytes: usize) -> String {
+    hex(&random_bytes(bytes))
 }
 
 /// A new secret token.
@@ -43,5 +84,14 @@ mod tests {
         assert_eq!(hash(&a).len(), 64);
         assert_ne!(hash(&a), a);
         assert_eq!(hash(&a), hash(&format!(" {a}\n")));
+    }
+
+    #[test]
+    fn scopes_have_stable_names() {
+        for scope in [Scope::Admin, Scope::Upload] {
+            assert_eq!(Scope::parse(scope.as_str()), Some(scope));
+        }
+        assert_eq!(Scope::parse("Admin"), None);
+        assert_eq!(Scope::parse(""), None);
     }
 }

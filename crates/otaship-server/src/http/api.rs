@@ -1,4 +1,6 @@
-//! API v1: upload, read, list and delete builds. JSON in and out; bearer-token auth.
+//! API v1: upload, read, list and delete builds. JSON in and out; bearer-token auth, with the
+//! token's scope deciding what it may do: [`ApiToken`] lets any live token in (the upload
+//! routes), [`AdminToken`] only admin tokens (everything else).
 
 use axum::Json;
 use axum::body::Body;
@@ -15,10 +17,15 @@ use super::{BuildUrls, base_url};
 use crate::db::{BuildRow, timestamp};
 use crate::error::{ApiError, ErrorJson};
 use crate::ingest::{BuildDetails, Ingested, MAX_NOTES_BYTES, ingest, receive, too_large};
+use crate::tokens::Scope;
 use crate::{AppState, tokens};
 
-/// A request that carried a valid API token.
-pub struct ApiToken;
+/// A request that carried a live API token of any scope: for the routes an upload-only token
+/// may use (uploading a build, the resumable uploads). Missing, wrong or revoked: 401.
+pub struct ApiToken {
+    /// What the token may do.
+    pub scope: Scope,
+}
 
 impl FromRequestParts<AppState> for ApiToken {
     type Rejection = ApiError;
@@ -32,11 +39,39 @@ impl FromRequestParts<AppState> for ApiToken {
             .map(str::trim)
             .filter(|token| !token.is_empty())
             .ok_or_else(ApiError::unauthorized)?;
-        match state.db.live_token_id(&tokens::hash(token)).await? {
-            Some(_) => Ok(ApiToken),
+        match state.db.live_token(&tokens::hash(token)).await? {
+            Some(live) => Ok(ApiToken { scope: live.scope }),
             None => Err(ApiError::unauthorized()),
         }
     }
+}
+
+/// A request that carried a live admin token: every route that reads, changes or deletes what
+/// is on the server. Missing, wrong or revoked: 401; an upload-only token: 403
+/// `insufficient-scope`.
+pub struct AdminToken;
+
+impl FromRequestParts<AppState> for AdminToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = ApiToken::from_request_parts(parts, state).await?;
+        match token.scope {
+            Scope::Admin => Ok(AdminToken),
+            Scope::Upload => Err(insufficient_scope(&format!("{} {}", parts.method, parts.uri.path()))),
+        }
+    }
+}
+
+/// 403 for an upload-only token on a route that needs an admin token; `what` names the route.
+pub(crate) fn insufficient_scope(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "insufficient-scope",
+        format!(
+            "This token may only upload builds; use an admin token (otaship token create --scope admin) for {what}."
+        ),
+    )
 }
 
 /// A build as the API shows it.
@@ -297,13 +332,14 @@ fn bad_multipart(error: multer::Error) -> ApiError {
     responses(
         (status = 200, description = "The build.", body = BuildJson),
         (status = 401, description = "No valid token.", body = ErrorJson),
+        (status = 403, description = "The token may only upload builds.", body = ErrorJson),
         (status = 404, description = "No such build.", body = ErrorJson),
     ),
     security(("token" = []))
 )]
 pub async fn get_build(
     State(state): State<AppState>,
-    _token: ApiToken,
+    _token: AdminToken,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<BuildJson>, ApiError> {
@@ -318,13 +354,14 @@ pub async fn get_build(
     responses(
         (status = 204, description = "Deleted."),
         (status = 401, description = "No valid token.", body = ErrorJson),
+        (status = 403, description = "The token may only upload builds.", body = ErrorJson),
         (status = 404, description = "No such build.", body = ErrorJson),
     ),
     security(("token" = []))
 )]
 pub async fn delete_build(
     State(state): State<AppState>,
-    _token: ApiToken,
+    _token: AdminToken,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     remove_build(&state, &id).await?;
@@ -384,12 +421,13 @@ pub struct BuildsPageJson {
     responses(
         (status = 200, description = "Every app.", body = AppsJson),
         (status = 401, description = "No valid token.", body = ErrorJson),
+        (status = 403, description = "The token may only upload builds.", body = ErrorJson),
     ),
     security(("token" = []))
 )]
 pub async fn list_apps(
     State(state): State<AppState>,
-    _token: ApiToken,
+    _token: AdminToken,
     headers: HeaderMap,
 ) -> Result<Json<AppsJson>, ApiError> {
     let base = base_url(&state, &headers);
@@ -424,13 +462,14 @@ pub struct Page {
     responses(
         (status = 200, description = "One page of builds.", body = BuildsPageJson),
         (status = 401, description = "No valid token.", body = ErrorJson),
+        (status = 403, description = "The token may only upload builds.", body = ErrorJson),
         (status = 404, description = "No such app.", body = ErrorJson),
     ),
     security(("token" = []))
 )]
 pub async fn list_builds(
     State(state): State<AppState>,
-    _token: ApiToken,
+    _token: AdminToken,
     headers: HeaderMap,
     Path(app): Path<String>,
     Query(page): Query<Page>,

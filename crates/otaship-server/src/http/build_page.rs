@@ -102,6 +102,7 @@ struct DeviceInstalls {
 #[template(path = "build.html")]
 struct BuildPage {
     signed_in_as: String,
+    is_admin: bool,
     csrf: String,
     insecure: bool,
     b: BuildView,
@@ -158,7 +159,8 @@ pub async fn build_page(
     }
     let token = channel_page_token(&state, &build.bundle_id, &build.channel).await?;
     private_page(&BuildPage {
-        signed_in_as: session.token_name().to_owned(),
+        signed_in_as: session.signed_in_as().to_owned(),
+        is_admin: session.is_admin(),
         csrf: session.csrf_token().to_owned(),
         insecure: base.starts_with("http://"),
         channel: build.channel.clone(),
@@ -287,6 +289,7 @@ struct ChannelView {
 #[template(path = "channels.html")]
 struct ChannelsPage {
     signed_in_as: String,
+    is_admin: bool,
     csrf: String,
     insecure: bool,
     name: String,
@@ -325,7 +328,8 @@ pub async fn channels_page(
         links.push(LinkView::new(&state, link, &base).await?);
     }
     private_page(&ChannelsPage {
-        signed_in_as: session.token_name().to_owned(),
+        signed_in_as: session.signed_in_as().to_owned(),
+        is_admin: session.is_admin(),
         csrf: session.csrf_token().to_owned(),
         insecure: base.starts_with("http://"),
         name: channels.first().map(|channel| channel.latest.name.clone()).unwrap_or_else(|| bundle_id.clone()),

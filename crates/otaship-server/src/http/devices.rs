@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use super::api::ApiToken;
+use super::api::AdminToken;
 use super::ui::{CsrfForm, PageError, Session, cookie, private_page};
 use super::{base_url, request_host};
 use crate::db::{BuildRow, DeviceRow, Enrolled, timestamp};
@@ -354,6 +354,7 @@ pub fn device_panel(build: &BuildRow, device: &DeviceRow) -> Result<Option<Devic
 #[template(path = "devices.html")]
 struct DevicesPage {
     signed_in_as: String,
+    is_admin: bool,
     csrf: String,
     devices: Vec<DeviceView>,
     enroll_url: String,
@@ -369,7 +370,8 @@ pub async fn devices_page(
     let base = base_url(&state, &headers);
     let devices = state.db.devices().await?.iter().map(DeviceView::new).collect();
     private_page(&DevicesPage {
-        signed_in_as: session.token_name().to_owned(),
+        signed_in_as: session.signed_in_as().to_owned(),
+        is_admin: session.is_admin(),
         csrf: session.csrf_token().to_owned(),
         devices,
         enroll_url: format!("{base}/devices/enroll"),
@@ -401,6 +403,7 @@ pub async fn rename_device_form(
     Path(id): Path<String>,
     axum::Form(form): axum::Form<RenameForm>,
 ) -> Result<Response, PageError> {
+    session.require_admin()?;
     session.check_request(&state, &headers, Some(&form.csrf))?;
     if !state.db.rename_device(&id, clean_name(&form.name).as_deref()).await? {
         return Err(ApiError::not_found("The device").into());
@@ -416,6 +419,7 @@ pub async fn delete_device_form(
     Path(id): Path<String>,
     axum::Form(form): axum::Form<CsrfForm>,
 ) -> Result<Response, PageError> {
+    session.require_admin()?;
     session.check_request(&state, &headers, Some(&form.csrf))?;
     if !state.db.delete_device(&id).await? {
         return Err(ApiError::not_found("The device").into());
@@ -442,11 +446,11 @@ pub async fn export_form(
 /// `GET /api/v1/devices/export`.
 #[utoipa::path(get, path = "/api/v1/devices/export", tag = "devices", params(ExportQuery),
     responses((status = 200, description = "The file", content_type = "text/plain"), (status = 400, body = crate::error::ErrorJson),
-        (status = 401, body = crate::error::ErrorJson)),
+        (status = 401, body = crate::error::ErrorJson), (status = 403, body = crate::error::ErrorJson)),
     security(("token" = [])))]
 pub async fn export_api(
     State(state): State<AppState>,
-    _token: ApiToken,
+    _token: AdminToken,
     Query(query): Query<ExportQuery>,
 ) -> Result<Response, ApiError> {
     export(&state, query.format.as_deref()).await
@@ -578,9 +582,12 @@ impl DeviceJson {
 
 /// `GET /api/v1/devices`.
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices",
-    responses((status = 200, body = [DeviceJson]), (status = 401, body = crate::error::ErrorJson)),
+    responses((status = 200, body = [DeviceJson]), (status = 401, body = crate::error::ErrorJson), (status = 403, body = crate::error::ErrorJson)),
     security(("token" = [])))]
-pub async fn list_devices(State(state): State<AppState>, _token: ApiToken) -> Result<Json<Vec<DeviceJson>>, ApiError> {
+pub async fn list_devices(
+    State(state): State<AppState>,
+    _token: AdminToken,
+) -> Result<Json<Vec<DeviceJson>>, ApiError> {
     Ok(Json(state.db.devices().await?.iter().map(DeviceJson::new).collect()))
 }
 
@@ -594,11 +601,11 @@ pub struct DevicePatch {
 /// `PATCH /api/v1/devices/{id}`.
 #[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "devices", request_body = DevicePatch,
     params(("id" = String, Path, description = "Device id")),
-    responses((status = 200, body = DeviceJson), (status = 401, body = crate::error::ErrorJson), (status = 404, body = crate::error::ErrorJson)),
+    responses((status = 200, body = DeviceJson), (status = 401, body = crate::error::ErrorJson), (status = 403, body = crate::error::ErrorJson), (status = 404, body = crate::error::ErrorJson)),
     security(("token" = [])))]
 pub async fn patch_device(
     State(state): State<AppState>,
-    _token: ApiToken,
+    _token: AdminToken,
     Path(id): Path<String>,
     Json(patch): Json<DevicePatch>,
 ) -> Result<Json<DeviceJson>, ApiError> {
@@ -613,11 +620,11 @@ pub async fn patch_device(
 /// `DELETE /api/v1/devices/{id}`.
 #[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "devices",
     params(("id" = String, Path, description = "Device id")),
-    responses((status = 204, description = "Deleted"), (status = 401, body = crate::error::ErrorJson), (status = 404, body = crate::error::ErrorJson)),
+    responses((status = 204, description = "Deleted"), (status = 401, body = crate::error::ErrorJson), (status = 403, body = crate::error::ErrorJson), (status = 404, body = crate::error::ErrorJson)),
     security(("token" = [])))]
 pub async fn delete_device(
     State(state): State<AppState>,
-    _token: ApiToken,
+    _token: AdminToken,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if state.db.delete_device(&id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found("The device")) }
@@ -660,11 +667,11 @@ fn judge_all(build: &BuildRow, known: Vec<DeviceRow>) -> Result<Vec<(DeviceRow, 
 /// `GET /api/v1/builds/{id}/devices`.
 #[utoipa::path(get, path = "/api/v1/builds/{id}/devices", tag = "devices",
     params(("id" = String, Path, description = "Build id")),
-    responses((status = 200, body = BuildDevicesJson), (status = 401, body = crate::error::ErrorJson), (status = 404, body = crate::error::ErrorJson)),
+    responses((status = 200, body = BuildDevicesJson), (status = 401, body = crate::error::ErrorJson), (status = 403, body = crate::error::ErrorJson), (status = 404, body = crate::error::ErrorJson)),
     security(("token" = [])))]
 pub async fn build_devices(
     State(state): State<AppState>,
-    _token: ApiToken,
+    _token: AdminToken,
     Path(id): Path<String>,
 ) -> Result<Json<BuildDevicesJson>, ApiError> {
     let build = state.db.build_by_id(&id).await?;
@@ -687,6 +694,7 @@ struct JudgedDevice {
 #[template(path = "build_devices.html")]
 struct BuildDevicesPage {
     signed_in_as: String,
+    is_admin: bool,
     csrf: String,
     build: super::pages::BuildView,
     can_install: Vec<JudgedDevice>,
@@ -710,7 +718,8 @@ pub async fn build_devices_page(
         if verdict.can_install() { can_install.push(judged) } else { cannot_install.push(judged) }
     }
     private_page(&BuildDevicesPage {
-        signed_in_as: session.token_name().to_owned(),
+        signed_in_as: session.signed_in_as().to_owned(),
+        is_admin: session.is_admin(),
         csrf: session.csrf_token().to_owned(),
         build: super::pages::BuildView::new(&build, &base)?,
         can_install,

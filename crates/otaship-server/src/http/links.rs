@@ -9,13 +9,13 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 
-use super::api::{ApiToken, BuildJson};
+use super::api::{AdminToken, BuildJson};
 use super::base_url;
 use super::share::{channel_page_token, channel_page_url, link_url};
 use crate::AppState;
 use crate::db::{BuildRow, DbError, EventCounts, LinkFilter, LinkRow, timestamp};
 use crate::error::{ApiError, ErrorJson};
-use crate::sharing::{LinkState, MAX_PASSWORD_BYTES, hash_password};
+use crate::sharing::{LinkState, MAX_PASSWORD_BYTES};
 
 /// Longest label.
 const MAX_LABEL_CHARS: usize = 100;
@@ -165,12 +165,7 @@ pub(crate) async fn create_link(
     settings: LinkSettings,
 ) -> Result<LinkRow, ApiError> {
     let password_hash = match settings.password {
-        Some(password) => Some(
-            tokio::task::spawn_blocking(move || hash_password(&password))
-                .await
-                .map_err(ApiError::internal)?
-                .map_err(ApiError::internal)?,
-        ),
+        Some(password) => Some(crate::accounts::hash_password(password).await.map_err(ApiError::internal)?),
         None => None,
     };
     let (build_id, bundle_id, channel) = match target {
@@ -209,13 +204,14 @@ pub(crate) async fn create_link(
         (status = 201, description = "The new link.", body = LinkJson),
         (status = 400, description = "A bad setting (the error says which).", body = ErrorJson),
         (status = 401, description = "No valid token.", body = ErrorJson),
+        (status = 403, description = "The token may only upload builds.", body = ErrorJson),
         (status = 404, description = "No such build.", body = ErrorJson),
     ),
     security(("token" = []))
 )]
 pub async fn create_build_link(
     State(state): State<AppState>,
-    _token: ApiToken,
+    _admin: AdminToken,
     headers: HeaderMap,
     Path(id): Path<String>,
     Json(body): Json<NewLinkJson>,
@@ -237,13 +233,14 @@ pub async fn create_build_link(
         (status = 201, description = "The new link.", body = LinkJson),
         (status = 400, description = "A bad setting (the error says which).", body = ErrorJson),
         (status = 401, description = "No valid token.", body = ErrorJson),
+        (status = 403, description = "The token may only upload builds.", body = ErrorJson),
         (status = 404, description = "The app has no build in that channel.", body = ErrorJson),
     ),
     security(("token" = []))
 )]
 pub async fn create_channel_link(
     State(state): State<AppState>,
-    _token: ApiToken,
+    _admin: AdminToken,
     headers: HeaderMap,
     Path((app, channel)): Path<(String, String)>,
     Json(body): Json<NewLinkJson>,
@@ -279,12 +276,13 @@ pub struct LinksJson {
     responses(
         (status = 200, description = "The links.", body = LinksJson),
         (status = 401, description = "No valid token.", body = ErrorJson),
+        (status = 403, description = "The token may only upload builds.", body = ErrorJson),
     ),
     security(("token" = []))
 )]
 pub async fn list_links(
     State(state): State<AppState>,
-    _token: ApiToken,
+    _admin: AdminToken,
     headers: HeaderMap,
     Query(query): Query<LinksQuery>,
 ) -> Result<Json<LinksJson>, ApiError> {
@@ -304,13 +302,14 @@ pub async fn list_links(
     responses(
         (status = 200, description = "The link.", body = LinkJson),
         (status = 401, description = "No valid token.", body = ErrorJson),
+        (status = 403, description = "The token may only upload builds.", body = ErrorJson),
         (status = 404, description = "No such link.", body = ErrorJson),
     ),
     security(("token" = []))
 )]
 pub async fn get_link(
     State(state): State<AppState>,
-    _token: ApiToken,
+    _admin: AdminToken,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<LinkJson>, ApiError> {
@@ -325,13 +324,14 @@ pub async fn get_link(
     responses(
         (status = 204, description = "Revoked (or already revoked)."),
         (status = 401, description = "No valid token.", body = ErrorJson),
+        (status = 403, description = "The token may only upload builds.", body = ErrorJson),
         (status = 404, description = "No such link.", body = ErrorJson),
     ),
     security(("token" = []))
 )]
 pub async fn revoke_link(
     State(state): State<AppState>,
-    _token: ApiToken,
+    _admin: AdminToken,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if state.db.revoke_link(&id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found("The link")) }
@@ -364,13 +364,14 @@ pub struct ChannelsJson {
     responses(
         (status = 200, description = "The channels.", body = ChannelsJson),
         (status = 401, description = "No valid token.", body = ErrorJson),
+        (status = 403, description = "The token may only upload builds.", body = ErrorJson),
         (status = 404, description = "No such app.", body = ErrorJson),
     ),
     security(("token" = []))
 )]
 pub async fn list_channels(
     State(state): State<AppState>,
-    _token: ApiToken,
+    _admin: AdminToken,
     headers: HeaderMap,
     Path(app): Path<String>,
 ) -> Result<Json<ChannelsJson>, ApiError> {
@@ -437,13 +438,14 @@ pub struct AnalyticsJson {
     responses(
         (status = 200, description = "The figures.", body = AnalyticsJson),
         (status = 401, description = "No valid token.", body = ErrorJson),
+        (status = 403, description = "The token may only upload builds.", body = ErrorJson),
         (status = 404, description = "No such build.", body = ErrorJson),
     ),
     security(("token" = []))
 )]
 pub async fn build_analytics(
     State(state): State<AppState>,
-    _token: ApiToken,
+    _admin: AdminToken,
     Path(id): Path<String>,
 ) -> Result<Json<AnalyticsJson>, ApiError> {
     let build = build_or_404(&state, &id).await?;

@@ -1,5 +1,6 @@
 //! The HTTP surface: one router listing every route, and the request helpers they share.
 
+mod accounts;
 mod api;
 mod build_page;
 mod devices;
@@ -13,6 +14,8 @@ mod ui;
 mod uploads;
 
 pub use trust::helper_router;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -84,6 +87,12 @@ pub fn router(state: AppState) -> Router {
         .route("/devices/enrolled/{token}", get(devices::enrolled_page))
         .route("/admin/health", get(ui::health_page).post(ui::health_recheck))
         .route("/admin/diagnose", get(ui::diagnose_page).post(ui::diagnose_run))
+        .route("/admin/accounts", get(accounts::accounts_list).post(accounts::create_account))
+        .route("/admin/accounts/{id}/role", post(accounts::set_role))
+        .route("/admin/accounts/{id}/password", post(accounts::reset_password))
+        .route("/admin/accounts/{id}/delete", post(accounts::delete_account))
+        .route("/account", get(accounts::own_account))
+        .route("/account/password", post(accounts::change_password))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .merge(trust::https_routes())
@@ -155,6 +164,56 @@ pub fn request_host(state: &AppState, headers: &HeaderMap) -> String {
     crate::config::url_host_part(&base).unwrap_or("localhost").to_owned()
 }
 
+/// The address of the client that sent a request: the peer of the connection, or, with
+/// `--trust-proxy`, the address the proxy in front appended to `X-Forwarded-For` (the last
+/// entry: the ones before it came from the client and prove nothing). A request without either
+/// (a test calling the router directly) counts as coming from `0.0.0.0`.
+pub(crate) fn client_ip(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr {
+    if state.config.trust_proxy
+        && let Some(forwarded) = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .rfind(|entry| !entry.is_empty())
+            .and_then(parse_forwarded_address)
+    {
+        return canonical_ip(forwarded);
+    }
+    peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| canonical_ip(peer.ip()))
+}
+
+/// An `X-Forwarded-For` entry: an address, possibly with a port (`203.0.113.9:4711`,
+/// `[2001:db8::1]:4711`).
+fn parse_forwarded_address(entry: &str) -> Option<IpAddr> {
+    entry.parse::<IpAddr>().ok().or_else(|| entry.parse::<SocketAddr>().ok().map(|address| address.ip()))
+}
+
+/// An IPv4 client seen through an IPv6 socket (`::ffff:203.0.113.9`) is that IPv4 client.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The client's address ([`client_ip`]) as an extractor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientIp(pub IpAddr);
+
+impl axum::extract::FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>().map(|info| info.0);
+        Ok(ClientIp(client_ip(state, &parts.headers, peer)))
+    }
+}
+
 /// A Host value that cannot smuggle a path, query or credentials into generated URLs.
 fn is_plausible_host(host: &str) -> bool {
     !host.is_empty()
@@ -214,7 +273,21 @@ pub fn itms_link(manifest_url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::itms_link;
+    use super::{canonical_ip, itms_link, parse_forwarded_address};
+
+    #[test]
+    fn forwarded_addresses_are_read_with_or_without_a_port() {
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().ok();
+        assert_eq!(parse_forwarded_address("203.0.113.9"), ip("203.0.113.9"));
+        assert_eq!(parse_forwarded_address("203.0.113.9:4711"), ip("203.0.113.9"));
+        assert_eq!(parse_forwarded_address("2001:db8::1"), ip("2001:db8::1"));
+        assert_eq!(parse_forwarded_address("[2001:db8::1]:4711"), ip("2001:db8::1"));
+        assert_eq!(parse_forwarded_address("unknown"), None);
+        assert_eq!(parse_forwarded_address("_hidden"), None);
+        let mapped = ip("::ffff:203.0.113.9").expect("address");
+        assert_eq!(Some(canonical_ip(mapped)), ip("203.0.113.9"));
+        assert_eq!(Some(canonical_ip(ip("2001:db8::1").expect("address"))), ip("2001:db8::1"));
+    }
 
     #[test]
     fn the_manifest_url_is_encoded_as_one_component() {

@@ -20,6 +20,10 @@ use crate::error::{ApiError, ErrorDetail, ErrorJson};
         description = "Upload iOS builds and get install links. Every route takes an API token as \
             `Authorization: Bearer TOKEN` (create one with `otaship token create`). Errors are \
             `{\"error\": {\"code\", \"message\"}}` with a stable `code` and a sentence that says what to do.\n\n\
+            Tokens have a scope. An `admin` token (`otaship token create --scope admin`, the default) may use \
+            every route. An `upload` token (`otaship token create --scope upload`), meant for CI, may only \
+            upload: `POST /api/v1/builds` and the `/api/v1/uploads` routes; any other route answers `403` with \
+            the code `insufficient-scope`. A missing, wrong or revoked token is `401`.\n\n\
             Small builds go in one request (`POST /api/v1/builds`). Large ones over unreliable links use \
             resumable uploads: create an upload, `PUT` its parts (any order, in parallel, each with its \
             SHA-256), then complete it. `otaship push` does all of this."
@@ -70,7 +74,10 @@ impl Modify for BearerToken {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("An API token from `otaship token create`."))
+                    .description(Some(
+                        "An API token from `otaship token create`: `--scope admin` for every route, `--scope upload` \
+                         for uploading builds only.",
+                    ))
                     .build(),
             ),
         );

@@ -15,7 +15,7 @@ use super::pages::{BuildView, manifest_response, not_found_page, render_install_
 use super::{BuildUrls, base_url};
 use crate::db::{BuildRow, DbError, EventKind, LinkRow};
 use crate::error::ApiError;
-use crate::sharing::{CapabilityRefused, LinkState, PASSED_LIFETIME, password_matches};
+use crate::sharing::{CapabilityRefused, LinkState, PASSED_LIFETIME};
 use crate::{AppState, analytics};
 
 /// The cookie a browser gets for a link whose password it passed (scoped to the link's path).
@@ -239,12 +239,16 @@ pub async fn share_password(
     let per_link = format!("share:{}", link.id);
     for (key, limit) in [(&per_client, PASSWORD_LIMIT_PER_CLIENT), (&per_link, PASSWORD_LIMIT_PER_LINK)] {
         if let Err(error) = crate::ratelimit::check(&state.db, key, limit).await {
-            return password_page(&state, &headers, &build, Some(&error.message), error.status);
+            let mut page = password_page(&state, &headers, &build, Some(&error.message), error.status)?;
+            if let Some((name, value)) = error.retry_after_header() {
+                page.headers_mut().insert(name, value);
+            }
+            return Ok(page);
         }
     }
     let password = form.password;
     let matches = password.len() <= crate::sharing::MAX_PASSWORD_BYTES
-        && tokio::task::spawn_blocking(move || password_matches(&password, &hash)).await.map_err(ApiError::internal)?;
+        && crate::accounts::verify_password(password, Some(hash)).await.map_err(ApiError::internal)?;
     if !matches {
         crate::ratelimit::record_failure(&state.db, &per_client).await?;
         crate::ratelimit::record_failure(&state.db, &per_link).await?;

@@ -1,6 +1,12 @@
-//! The uploaders' web UI: sign in with an API token, upload builds, browse apps and their
-//! builds, delete. Pages are rendered on the server and every form works without JavaScript;
-//! drag-and-drop and the progress bar are an enhancement on top of the plain upload form.
+//! The uploaders' web UI: sign in with an account's password or an admin API token, upload
+//! builds, browse apps and their builds, delete. Pages are rendered on the server and every form
+//! works without JavaScript; drag-and-drop and the progress bar are an enhancement on top of the
+//! plain upload form.
+//!
+//! Roles: a session opened with an admin token, or by an account with the `admin` role, may do
+//! everything; an `uploader` account may upload and browse, and every handler that deletes,
+//! changes devices or serves an `/admin` page starts with [`Session::require_admin`]. Failed
+//! sign-ins are limited per client address and per username (`crate::ratelimit`).
 //!
 //! Security model: the session cookie is HttpOnly, SameSite=Strict, and Secure whenever the
 //! page was served over HTTPS. Every state-changing request must carry the session's
@@ -20,12 +26,14 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::api::{BuildJson, receive_build, remove_build};
-use super::base_url;
 use super::pages::{BuildView, qr_svg};
+use super::{ClientIp, base_url};
 use crate::AppState;
-use crate::db::SessionRow;
+use crate::accounts::{self, Role};
+use crate::db::{SessionOwner, SessionRow};
 use crate::error::ApiError;
-use crate::tokens;
+use crate::ratelimit::{self, Limit};
+use crate::tokens::{self, Scope};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "otaship_session";
@@ -73,9 +81,57 @@ impl axum::extract::FromRequestParts<AppState> for Session {
 }
 
 impl Session {
-    /// The name of the token the session was opened with.
-    pub(crate) fn token_name(&self) -> &str {
-        &self.row.token_name
+    /// Who is signed in: the account's username, or the name of the token the session was
+    /// opened with.
+    pub(crate) fn signed_in_as(&self) -> &str {
+        match &self.row.owner {
+            SessionOwner::Token { name, .. } => name,
+            SessionOwner::Account { username, .. } => username,
+        }
+    }
+
+    /// What the session may do. Only admin tokens open sessions, so a token's session is an
+    /// admin's.
+    pub(crate) fn role(&self) -> Role {
+        match &self.row.owner {
+            SessionOwner::Token { .. } => Role::Admin,
+            SessionOwner::Account { role, .. } => *role,
+        }
+    }
+
+    /// Whether the session may do everything (for templates: `is_admin`).
+    pub(crate) fn is_admin(&self) -> bool {
+        self.role() == Role::Admin
+    }
+
+    /// Refuses, with a 403 page, a session that is not an admin's. The first line of every
+    /// handler that deletes, changes devices or accounts, or serves an `/admin` page.
+    pub(crate) fn require_admin(&self) -> Result<(), PageError> {
+        if self.is_admin() {
+            return Ok(());
+        }
+        Err(PageError(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin-only",
+            format!(
+                "Only administrators may do this; {} is an uploader. Ask an administrator to do it, or to make \
+                 your account an admin.",
+                self.signed_in_as()
+            ),
+        )))
+    }
+
+    /// The account signed in, when the session was opened with a password.
+    pub(crate) fn account_id(&self) -> Option<&str> {
+        match &self.row.owner {
+            SessionOwner::Account { id, .. } => Some(id),
+            SessionOwner::Token { .. } => None,
+        }
+    }
+
+    /// The hash of the session's cookie value (its id in the database).
+    pub(crate) fn id_hash(&self) -> &str {
+        &self.id_hash
     }
 
     /// The session's synchronizer token, for forms.
@@ -187,7 +243,12 @@ impl IntoResponse for PageError {
         let html = ErrorPage { message: &self.0.message, insecure: false }
             .render()
             .unwrap_or_else(|_| "The server failed to show this page.".to_owned());
-        (self.0.status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+        let retry_after = self.0.retry_after_header();
+        let mut response = (self.0.status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response();
+        if let Some((name, value)) = retry_after {
+            response.headers_mut().insert(name, value);
+        }
+        response
     }
 }
 
@@ -201,6 +262,7 @@ pub(crate) fn private_page(template: &impl Template) -> Result<Response, PageErr
 #[template(path = "signin.html")]
 struct SignInPage<'a> {
     error: Option<&'a str>,
+    username: &'a str,
     insecure: bool,
 }
 
@@ -209,36 +271,137 @@ pub async fn signin_page(State(state): State<AppState>, headers: HeaderMap) -> R
     if Session::from_headers(&state, &headers).await?.is_some() {
         return Ok(Redirect::to("/").into_response());
     }
-    private_page(&SignInPage { error: None, insecure: is_insecure(&state, &headers) })
+    private_page(&SignInPage { error: None, username: "", insecure: is_insecure(&state, &headers) })
 }
 
-/// The sign-in form.
+/// The sign-in form: a username and password, or an API token.
 #[derive(Deserialize)]
 pub struct SignInForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
     token: String,
 }
 
-/// `POST /signin`: an API token opens a session.
+/// Failed sign-ins allowed from one client address (an IPv6 client's /64) per window.
+pub(crate) const SIGNIN_PER_ADDRESS: Limit = Limit { failures: 10, window: Duration::from_secs(15 * 60) };
+/// Failed sign-ins allowed for one username per window, from anywhere: guessing one account's
+/// password from many addresses stops here too, at the price of the account's owner waiting.
+pub(crate) const SIGNIN_PER_USERNAME: Limit = Limit { failures: 20, window: Duration::from_secs(15 * 60) };
+
+/// The rate limiter's key for sign-ins from `ip`. An IPv6 client usually holds a whole /64, so
+/// the /64 is what is counted.
+fn address_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => format!("signin-ip:{v4}"),
+        std::net::IpAddr::V6(v6) => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("signin-ip:{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
+    }
+}
+
+/// The rate limiter's key for sign-ins as `username` (any case).
+pub(crate) fn username_key(username: &str) -> String {
+    format!("signin-user:{}", username.trim().to_ascii_lowercase())
+}
+
+/// `POST /signin`: an account's password, or an admin API token, opens a session.
 pub async fn signin(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Result<Response, PageError> {
     check_origin(&state, &headers)?;
-    let Some(token_id) = state.db.live_token_id(&tokens::hash(form.token.trim())).await? else {
-        let mut page = private_page(&SignInPage {
-            error: Some("That token is not valid or was revoked. Create one with `otaship token create`."),
-            insecure: is_insecure(&state, &headers),
-        })?;
-        *page.status_mut() = StatusCode::UNAUTHORIZED;
-        return Ok(page);
+    let insecure = is_insecure(&state, &headers);
+    let username = form.username.trim();
+    // Failures are answered with the sign-in page again, saying what went wrong.
+    let answer = |error: ApiError| -> Result<Response, PageError> {
+        let mut page = private_page(&SignInPage { error: Some(&error.message), username, insecure })?;
+        *page.status_mut() = error.status;
+        if let Some((name, value)) = error.retry_after_header() {
+            page.headers_mut().insert(name, value);
+        }
+        Ok(page)
     };
+    let by_address = address_key(ip);
+    if let Err(limited) = ratelimit::check(&state.db, &by_address, SIGNIN_PER_ADDRESS).await {
+        return answer(limited);
+    }
+    if !username.is_empty() {
+        let by_username = username_key(username);
+        if let Err(limited) = ratelimit::check(&state.db, &by_username, SIGNIN_PER_USERNAME).await {
+            return answer(limited);
+        }
+        // A password longer than any that can be set is wrong without being looked up.
+        let found = match accounts::check_username(username) {
+            Ok(name) if form.password.len() <= accounts::MAX_PASSWORD_BYTES => {
+                state.db.account_by_username(&name).await?
+            }
+            _ => None,
+        };
+        let stored = found.as_ref().map(|(_, hash)| hash.clone());
+        let matches = accounts::verify_password(form.password, stored).await.map_err(ApiError::internal)?;
+        let account = match found {
+            Some((account, _)) if matches => account,
+            _ => {
+                ratelimit::record_failure(&state.db, &by_address).await?;
+                ratelimit::record_failure(&state.db, &by_username).await?;
+                return answer(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "wrong-password",
+                    "That username and password do not match. Check them and try again; an administrator can \
+                     reset a forgotten password.",
+                ));
+            }
+        };
+        ratelimit::clear(&state.db, &by_username).await?;
+        let value = tokens::random_hex(32);
+        let expires_at = OffsetDateTime::now_utc() + SESSION_LIFETIME;
+        state
+            .db
+            .insert_account_session(&tokens::hash(&value), &account.id, &tokens::random_hex(32), expires_at)
+            .await?;
+        return signed_in(&state, &headers, &value);
+    }
+    let token = form.token.trim();
+    if token.is_empty() {
+        return answer(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing-credentials",
+            "Give a username and password, or an API token.",
+        ));
+    }
+    let Some(live) = state.db.live_token(&tokens::hash(token)).await? else {
+        ratelimit::record_failure(&state.db, &by_address).await?;
+        return answer(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "That token is not valid or was revoked. Create one with `otaship token create --scope admin`.",
+        ));
+    };
+    if live.scope != Scope::Admin {
+        return answer(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient-scope",
+            "This token may only upload builds, so it cannot sign in to the web UI. Sign in with an account, or \
+             with an admin token (otaship token create --scope admin).",
+        ));
+    }
     let value = tokens::random_hex(32);
     let expires_at = OffsetDateTime::now_utc() + SESSION_LIFETIME;
-    state.db.insert_session(&tokens::hash(&value), &token_id, &tokens::random_hex(32), expires_at).await?;
-    let secure = base_url(&state, &headers).starts_with("https://");
+    state.db.insert_session(&tokens::hash(&value), &live.id, &tokens::random_hex(32), expires_at).await?;
+    signed_in(&state, &headers, &value)
+}
+
+/// The answer to a successful sign-in: the session cookie, and on to the apps.
+fn signed_in(state: &AppState, headers: &HeaderMap, value: &str) -> Result<Response, PageError> {
+    let secure = base_url(state, headers).starts_with("https://");
     let mut response = Redirect::to("/").into_response();
-    response.headers_mut().insert(header::SET_COOKIE, session_cookie(Some(&value), secure)?);
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie(Some(value), secure)?);
     Ok(response)
 }
 
@@ -274,6 +437,7 @@ struct AppCard {
 #[template(path = "apps.html")]
 struct AppsPage {
     signed_in_as: String,
+    is_admin: bool,
     csrf: String,
     apps: Vec<AppCard>,
     max_upload: String,
@@ -298,7 +462,8 @@ pub async fn home(State(state): State<AppState>, session: Session, headers: Head
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     private_page(&AppsPage {
-        signed_in_as: session.row.token_name,
+        signed_in_as: session.signed_in_as().to_owned(),
+        is_admin: session.is_admin(),
         csrf: session.row.csrf_token,
         apps,
         max_upload: super::pages::human_size(state.config.max_upload_size),
@@ -317,6 +482,7 @@ pub struct PageQuery {
 #[template(path = "app.html")]
 struct AppPage {
     signed_in_as: String,
+    is_admin: bool,
     csrf: String,
     name: String,
     bundle_id: String,
@@ -349,7 +515,8 @@ pub async fn app_page(
         _ => None,
     };
     private_page(&AppPage {
-        signed_in_as: session.row.token_name,
+        signed_in_as: session.signed_in_as().to_owned(),
+        is_admin: session.is_admin(),
         csrf: session.row.csrf_token,
         name: builds.first().map(|build| build.name.clone()).unwrap_or_else(|| bundle_id.clone()),
         bundle_id,
@@ -370,6 +537,7 @@ pub async fn delete_build(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
+    session.require_admin()?;
     session.check_request(&state, &headers, Some(&form.csrf))?;
     let build = remove_build(&state, &id).await?;
     let (_, remaining) = state.db.list_builds(&build.bundle_id, 0, 1).await?;
@@ -410,6 +578,16 @@ pub async fn upload(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sign_ins_are_counted_per_ipv4_address_and_ipv6_network() {
+        let key = |text: &str| address_key(text.parse().expect("address"));
+        assert_eq!(key("203.0.113.9"), "signin-ip:203.0.113.9");
+        assert_eq!(key("2001:db8:1:2::5"), "signin-ip:2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff:1:2:3"), key("2001:db8:1:2::5"));
+        assert_ne!(key("2001:db8:1:3::5"), key("2001:db8:1:2::5"));
+        assert_eq!(username_key(" Alice "), username_key("alice"));
+    }
 
     #[test]
     fn cookies_are_found_across_headers() {
@@ -464,6 +642,7 @@ fn finding_views(findings: &[otaship_doctor::Finding]) -> Vec<FindingView> {
 #[template(path = "health.html")]
 struct HealthPage {
     signed_in_as: String,
+    is_admin: bool,
     csrf: String,
     insecure: bool,
     url: Option<String>,
@@ -479,10 +658,12 @@ pub async fn health_page(
     session: Session,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
+    session.require_admin()?;
     let latest = crate::self_check::latest(&state);
     let findings = latest.as_ref().map(|check| finding_views(&check.findings)).unwrap_or_default();
     private_page(&HealthPage {
-        signed_in_as: session.row.token_name,
+        signed_in_as: session.signed_in_as().to_owned(),
+        is_admin: session.is_admin(),
         csrf: session.row.csrf_token,
         insecure: is_insecure(&state, &headers),
         url: latest.as_ref().map(|check| check.url.clone()),
@@ -500,6 +681,7 @@ pub async fn health_recheck(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
+    session.require_admin()?;
     session.check_request(&state, &headers, Some(&form.csrf))?;
     if let Some(base) = state.device_base_url() {
         crate::self_check::run(&state, &base).await;
@@ -511,6 +693,7 @@ pub async fn health_recheck(
 #[template(path = "diagnose.html")]
 struct DiagnosePage {
     signed_in_as: String,
+    is_admin: bool,
     csrf: String,
     insecure: bool,
     target: String,
@@ -542,8 +725,10 @@ pub async fn diagnose_page(
     session: Session,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
+    session.require_admin()?;
     private_page(&DiagnosePage {
-        signed_in_as: session.row.token_name,
+        signed_in_as: session.signed_in_as().to_owned(),
+        is_admin: session.is_admin(),
         csrf: session.row.csrf_token,
         insecure: is_insecure(&state, &headers),
         target: String::new(),
@@ -566,11 +751,13 @@ pub async fn diagnose_run(
     headers: HeaderMap,
     Form(form): Form<DiagnoseForm>,
 ) -> Result<Response, PageError> {
+    session.require_admin()?;
     session.check_request(&state, &headers, Some(&form.csrf))?;
     let target = form.target.trim().to_owned();
     let lower = target.to_ascii_lowercase();
     let mut page = DiagnosePage {
-        signed_in_as: session.row.token_name,
+        signed_in_as: session.signed_in_as().to_owned(),
+        is_admin: session.is_admin(),
         csrf: session.row.csrf_token,
         insecure: is_insecure(&state, &headers),
         target: target.clone(),

@@ -577,14 +577,7 @@ async fn uploaders_sign_in_drop_an_ipa_watch_it_progress_and_delete_it() {
     browser.client.goto(&format!("{}/", server.base)).await.expect("home");
     let token = browser.client.wait().at_most(PATIENCE).for_element(Locator::Css("#token")).await.expect("sign-in");
     token.send_keys(&server.token).await.expect("type the token");
-    browser
-        .client
-        .find(Locator::Css("form[action='/signin'] button"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    browser.client.find(Locator::Css("#token-form button")).await.expect("button").click().await.expect("click");
     if browser.client.wait().at_most(PATIENCE).for_element(Locator::Css("#drop-zone")).await.is_err() {
         let html = browser.client.source().await.expect("source");
         panic!("not signed in: {html}");

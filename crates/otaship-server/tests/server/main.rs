@@ -1,9 +1,11 @@
 //! The server's tests, in one binary sharing one harness (`support`): end to end over HTTP
 //! (`e2e`), HTTPS in every mode (`https`), the uploaders' web UI (`ui`), pages in headless
 //! Chromium (`browser`), and resumable uploads, channels and metadata, and the API description
-//! (`uploads`), and device enrollment and eligibility (`devices`).
+//! (`uploads`), device enrollment and eligibility (`devices`), and token scopes, accounts, roles
+//! and sign-in limits (`accounts`).
 #![expect(clippy::expect_used, reason = "test helpers cannot go on without their input")]
 
+mod accounts;
 mod backends;
 mod browser;
 mod devices;

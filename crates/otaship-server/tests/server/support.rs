@@ -152,6 +152,27 @@ impl Server {
         request.send().await.expect("request").json().await.expect("JSON")
     }
 
+    /// A new API token with this scope; returns its secret.
+    pub async fn create_token(&self, name: &str, scope: tokens::Scope) -> String {
+        let token = tokens::generate();
+        self.state
+            .db
+            .insert_scoped_token(&tokens::random_hex(8), name, &tokens::hash(&token), scope)
+            .await
+            .expect("token");
+        token
+    }
+
+    /// A new account with this role and a generated password; returns the password.
+    pub async fn create_account(&self, username: &str, role: otaship_server::accounts::Role) -> String {
+        let password = otaship_server::accounts::generate_password();
+        let hash = otaship_server::accounts::hash_password(password.clone()).await.expect("hash");
+        let created =
+            self.state.db.insert_account(&tokens::random_hex(8), username, &hash, role).await.expect("insert");
+        assert!(created, "the username {username} is free");
+        password
+    }
+
     /// The settings to open this server's data again (after `stop`): same data directory,
     /// database and storage.
     pub fn restart_args(&self) -> ServeArgs {
@@ -302,6 +323,17 @@ impl UiClient {
     /// Signs in with `token` and keeps the cookie; returns the sign-in answer.
     pub async fn sign_in(&mut self, token: &str) -> reqwest::Response {
         let response = self.post_form("/signin", &[("token", token)], Some(&self.base.clone())).await;
+        if let Some(set) = response.headers().get("set-cookie") {
+            let pair = set.to_str().expect("ascii").split(';').next().expect("pair").to_owned();
+            self.cookie = Some(pair);
+        }
+        response
+    }
+
+    /// Signs in with a username and password and keeps the cookie; returns the sign-in answer.
+    pub async fn sign_in_with_password(&mut self, username: &str, password: &str) -> reqwest::Response {
+        let form = [("username", username), ("password", password)];
+        let response = self.post_form("/signin", &form, Some(&self.base.clone())).await;
         if let Some(set) = response.headers().get("set-cookie") {
             let pair = set.to_str().expect("ascii").split(';').next().expect("pair").to_owned();
             self.cookie = Some(pair);
