@@ -2,7 +2,8 @@
 //!
 //! It owns start-up (configuration, data directory, database, reconciliation of what a crash
 //! left behind), the HTTP routes (`http`), the upload pipeline (`ingest`, `uploads`), blob
-//! storage on local disk or S3 (`storage`, and moving it: `relocate`) and API tokens (`tokens`).
+//! storage on local disk or S3 (`storage`, and moving it: `relocate`), removing old builds by
+//! rule (`retention`), release notes in Markdown (`markdown`) and API tokens (`tokens`).
 //! Every instance keeps its state in the database and the storage, so several can serve the same
 //! builds. It knows nothing of zip or plist formats: that is
 //! `otaship-ipa`'s job.
@@ -13,7 +14,9 @@ pub mod devices;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod markdown;
 pub mod relocate;
+pub mod retention;
 pub mod self_check;
 pub mod storage;
 pub mod tls;
@@ -254,6 +257,22 @@ pub async fn serve(
                 if let Err(error) = uploads::sweep_expired(&state).await {
                     tracing::warn!(%error, "could not sweep abandoned uploads");
                 }
+            }
+        });
+    }
+    if let Some(period) = state.config.retention_interval {
+        // Retention, on every instance: each deletion is safe against the others'.
+        let state = state.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut wait = period.min(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = stop.cancelled() => return,
+                }
+                retention::run_logged(&state).await;
+                wait = period;
             }
         });
     }

@@ -5,6 +5,7 @@ mod devices;
 mod download;
 pub mod openapi;
 mod pages;
+mod retention;
 mod trust;
 mod ui;
 mod uploads;
@@ -39,6 +40,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices", get(devices::list_devices))
         .route("/api/v1/devices/export", get(devices::export_api))
         .route("/api/v1/devices/{id}", axum::routing::patch(devices::patch_device).delete(devices::delete_device))
+        .route("/api/v1/retention", get(retention::list_rules))
+        .route("/api/v1/retention/run", post(retention::run_api))
+        .route("/api/v1/apps/{app}/retention", put(retention::put_rule).delete(retention::delete_rule))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .route("/api", get(openapi::api_page))
         .route("/i/{token}", get(pages::install_page))
@@ -65,6 +69,10 @@ pub fn router(state: AppState) -> Router {
         .route("/devices/enrolled/{token}", get(devices::enrolled_page))
         .route("/admin/health", get(ui::health_page).post(ui::health_recheck))
         .route("/admin/diagnose", get(ui::diagnose_page).post(ui::diagnose_run))
+        .route("/admin/storage", get(retention::page))
+        .route("/admin/storage/rules", post(retention::set_rule_form))
+        .route("/admin/storage/rules/delete", post(retention::remove_rule_form))
+        .route("/admin/storage/run", post(retention::run_form))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .merge(trust::https_routes())

@@ -10,7 +10,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api, devices, uploads};
+use super::{api, devices, retention, uploads};
 use crate::error::{ApiError, ErrorDetail, ErrorJson};
 
 #[derive(OpenApi)]
@@ -40,6 +40,10 @@ use crate::error::{ApiError, ErrorDetail, ErrorJson};
         devices::delete_device,
         devices::export_api,
         devices::build_devices,
+        retention::list_rules,
+        retention::put_rule,
+        retention::delete_rule,
+        retention::run_api,
     ),
     components(schemas(ErrorJson, ErrorDetail)),
     modifiers(&BearerToken),
@@ -48,6 +52,7 @@ use crate::error::{ApiError, ErrorDetail, ErrorJson};
         (name = "apps", description = "Apps and their builds."),
         (name = "uploads", description = "Resumable uploads for large builds."),
         (name = "devices", description = "Devices enrolled through /devices/enroll, exports, and which devices can install a build."),
+        (name = "retention", description = "Rules that remove old builds per app and channel (never a channel's newest), and running them."),
     )
 )]
 struct ApiDoc;
@@ -272,11 +277,14 @@ mod tests {
             "/api/v1/devices",
             "/api/v1/devices/export",
             "/api/v1/builds/{id}/devices",
+            "/api/v1/retention",
+            "/api/v1/retention/run",
+            "/api/v1/apps/{app}/retention",
         ] {
             assert!(document["paths"].get(path).is_some(), "{path} is missing");
         }
         let page = page_from(&document);
-        assert_eq!(page.operations.len(), 15);
+        assert_eq!(page.operations.len(), 19);
         assert!(page.schemas.iter().any(|schema| schema.name == "BuildJson" && !schema.properties.is_empty()));
     }
 

@@ -1,7 +1,8 @@
 //! The server's tests, in one binary sharing one harness (`support`): end to end over HTTP
 //! (`e2e`), HTTPS in every mode (`https`), the uploaders' web UI (`ui`), pages in headless
 //! Chromium (`browser`), and resumable uploads, channels and metadata, and the API description
-//! (`uploads`), and device enrollment and eligibility (`devices`).
+//! (`uploads`), device enrollment and eligibility (`devices`), and retention rules and the
+//! Storage page (`retention`).
 #![expect(clippy::expect_used, reason = "test helpers cannot go on without their input")]
 
 mod backends;
@@ -9,6 +10,7 @@ mod browser;
 mod devices;
 mod e2e;
 mod https;
+mod retention;
 mod scale;
 mod support;
 mod ui;
