@@ -60,10 +60,12 @@ fn migrate_applies_what_is_pending_once() {
     assert!(first.status.success(), "{first:?}");
     let text = stdout(&first);
     assert!(
-        text.contains("applied 1 ") && text.contains("applied 5 devices") && text.contains("applied 8 accounts"),
+        ["applied 1 ", "applied 5 devices", "applied 6 sharing", "applied 8 accounts", "applied 9 retention"]
+            .iter()
+            .all(|applied| text.contains(applied)),
         "{text}"
     );
-    assert!(text.contains("sqlite database") && text.contains("is up to date at migration 8 (accounts)"), "{text}");
+    assert!(text.contains("sqlite database") && text.contains("is up to date at migration 9 (retention)"), "{text}");
     let again = run(&["migrate", "--database", &database]);
     assert!(again.status.success());
     assert!(!stdout(&again).contains("applied"), "{}", stdout(&again));

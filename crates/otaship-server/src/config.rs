@@ -107,6 +107,10 @@ pub struct ServeArgs {
     /// CA when enrolled devices are marked verified (a test lab's own CA, say).
     #[arg(long, env = "OTASHIP_DEVICE_CA_CERT", value_name = "FILE")]
     pub device_ca_cert: Option<PathBuf>,
+    /// How often the retention rules are applied (first a minute after start-up, or sooner
+    /// with a shorter interval), e.g. 1h, 30m; `off` to apply them only on demand [default: 1h].
+    #[arg(long, env = "OTASHIP_RETENTION_INTERVAL", value_name = "DURATION")]
+    pub retention_interval: Option<String>,
 }
 
 /// The settings as the TOML file may give them.
@@ -138,6 +142,7 @@ struct FileSettings {
     max_upload_size: Option<String>,
     upload_expiry: Option<String>,
     device_ca_cert: Option<PathBuf>,
+    retention_interval: Option<String>,
 }
 
 /// The validated configuration the server runs with.
@@ -167,6 +172,8 @@ pub struct Config {
     pub upload_expiry: std::time::Duration,
     /// Extra CAs trusted to issue device certificates (PEM), read at start-up.
     pub device_ca_pem: Option<Vec<u8>>,
+    /// How often retention runs in the background; `None`: only on demand.
+    pub retention_interval: Option<std::time::Duration>,
 }
 
 impl Config {
@@ -266,7 +273,23 @@ impl Config {
             }
             None => None,
         };
+        let retention_text =
+            args.retention_interval.clone().or(file.retention_interval).unwrap_or_else(|| "1h".to_owned());
+        let retention_interval = match retention_text.trim() {
+            "off" => None,
+            text => Some(
+                parse_duration(text)
+                    .filter(|duration| !duration.is_zero() && duration.as_secs() <= 366 * 86_400)
+                    .with_context(|| {
+                        format!(
+                            "--retention-interval {retention_text:?} is not a duration up to 366d; write it like 1h \
+                             or 30m, or `off`"
+                        )
+                    })?,
+            ),
+        };
         Ok(Config {
+            retention_interval,
             device_ca_pem,
             upload_expiry,
             data_dir,

@@ -317,6 +317,16 @@ fn capitalise(text: &str) -> String {
     }
 }
 
+/// Removes the files of a build whose row was just deleted. Every deletion (the API, the web UI,
+/// retention) deletes the row first, so that nothing serves a build whose files are half gone,
+/// then calls this. A failure is logged, not returned: the row is gone, and reconciliation
+/// removes the files later (at start-up on local disk, periodically on object storage).
+pub async fn remove_files(state: &AppState, build: &BuildRow) {
+    if let Err(error) = state.storage.delete_build(&build.id).await {
+        tracing::warn!(build.id = %build.id, %error, "could not delete the files of a deleted build");
+    }
+}
+
 /// How old a blob without a build row must be before it counts as left over, on shared object
 /// storage: another instance may be between storing a build's blobs and recording the build.
 pub const SHARED_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);

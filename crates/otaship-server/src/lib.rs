@@ -3,8 +3,9 @@
 //! It owns start-up (configuration, data directory, database, reconciliation of what a crash
 //! left behind), the HTTP routes (`http`), the upload pipeline (`ingest`, `uploads`), blob
 //! storage on local disk or S3 (`storage`, and moving it: `relocate`), API tokens (`tokens`),
-//! share links (`sharing`), install analytics (`analytics`), named accounts (`accounts`) and
-//! limits on failed attempts (`ratelimit`).
+//! share links (`sharing`), install analytics (`analytics`), named accounts (`accounts`), limits
+//! on failed attempts (`ratelimit`), removing old builds by rule (`retention`) and release notes
+//! in Markdown (`markdown`).
 //! Every instance keeps its state in the database and the storage, so several can serve the same
 //! builds. It knows nothing of zip or plist formats: that is
 //! `otaship-ipa`'s job.
@@ -17,8 +18,10 @@ pub mod devices;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod markdown;
 pub mod ratelimit;
 pub mod relocate;
+pub mod retention;
 pub mod self_check;
 pub mod sharing;
 pub mod storage;
@@ -264,6 +267,22 @@ pub async fn serve(
                 if let Err(error) = uploads::sweep_expired(&state).await {
                     tracing::warn!(%error, "could not sweep abandoned uploads");
                 }
+            }
+        });
+    }
+    if let Some(period) = state.config.retention_interval {
+        // Retention, on every instance: each deletion is safe against the others'.
+        let state = state.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut wait = period.min(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = stop.cancelled() => return,
+                }
+                retention::run_logged(&state).await;
+                wait = period;
             }
         });
     }

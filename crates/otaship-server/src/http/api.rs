@@ -375,10 +375,7 @@ pub async fn remove_build(state: &AppState, id: &str) -> Result<BuildRow, ApiErr
         crate::db::DbError::NotFound => ApiError::not_found("The build"),
         other => other.into(),
     })?;
-    if let Err(error) = state.storage.delete_build(&build.id).await {
-        // The row is gone; start-up reconciliation removes what could not be deleted now.
-        tracing::warn!(build.id = %build.id, %error, "could not delete the files of a deleted build");
-    }
+    crate::ingest::remove_files(state, &build).await;
     Ok(build)
 }
 

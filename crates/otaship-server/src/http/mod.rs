@@ -9,6 +9,7 @@ mod links;
 pub mod openapi;
 mod pages;
 mod share;
+mod retention;
 mod trust;
 mod ui;
 mod uploads;
@@ -51,6 +52,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/apps/{app}/channels/{channel}/links", post(links::create_channel_link))
         .route("/api/v1/links", get(links::list_links))
         .route("/api/v1/links/{id}", get(links::get_link).delete(links::revoke_link))
+        .route("/api/v1/retention", get(retention::list_rules))
+        .route("/api/v1/retention/run", post(retention::run_api))
+        .route("/api/v1/apps/{app}/retention", put(retention::put_rule).delete(retention::delete_rule))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .route("/api", get(openapi::api_page))
         .route("/i/{token}", get(pages::install_page))
@@ -93,6 +97,10 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/accounts/{id}/delete", post(accounts::delete_account))
         .route("/account", get(accounts::own_account))
         .route("/account/password", post(accounts::change_password))
+        .route("/admin/storage", get(retention::page))
+        .route("/admin/storage/rules", post(retention::set_rule_form))
+        .route("/admin/storage/rules/delete", post(retention::remove_rule_form))
+        .route("/admin/storage/run", post(retention::run_form))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .merge(trust::https_routes())

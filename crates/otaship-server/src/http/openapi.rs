@@ -10,7 +10,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api, devices, links, uploads};
+use super::{api, devices, links, retention, uploads};
 use crate::error::{ApiError, ErrorDetail, ErrorJson};
 
 #[derive(OpenApi)]
@@ -51,6 +51,10 @@ use crate::error::{ApiError, ErrorDetail, ErrorJson};
         links::revoke_link,
         links::list_channels,
         links::build_analytics,
+        retention::list_rules,
+        retention::put_rule,
+        retention::delete_rule,
+        retention::run_api,
     ),
     components(schemas(ErrorJson, ErrorDetail)),
     modifiers(&BearerToken),
@@ -60,6 +64,7 @@ use crate::error::{ApiError, ErrorDetail, ErrorJson};
         (name = "uploads", description = "Resumable uploads for large builds."),
         (name = "sharing", description = "Share links (password, expiry, install limit), channels and their stable pages, install analytics."),
         (name = "devices", description = "Devices enrolled through /devices/enroll, exports, and which devices can install a build."),
+        (name = "retention", description = "Rules that remove old builds per app and channel (never a channel's newest), and running them."),
     )
 )]
 struct ApiDoc;
@@ -287,11 +292,14 @@ mod tests {
             "/api/v1/devices",
             "/api/v1/devices/export",
             "/api/v1/builds/{id}/devices",
+            "/api/v1/retention",
+            "/api/v1/retention/run",
+            "/api/v1/apps/{app}/retention",
         ] {
             assert!(document["paths"].get(path).is_some(), "{path} is missing");
         }
         let page = page_from(&document);
-        assert_eq!(page.operations.len(), 15);
+        assert_eq!(page.operations.len(), 19);
         assert!(page.schemas.iter().any(|schema| schema.name == "BuildJson" && !schema.properties.is_empty()));
     }
 

@@ -33,8 +33,9 @@ pub struct BuildView {
     pub size: String,
     /// Upload time, to the minute, UTC.
     pub uploaded: String,
-    /// Release notes.
-    pub notes: Option<String>,
+    /// The release notes rendered from Markdown: the only user content a template marks safe
+    /// (`crate::markdown` makes it so).
+    pub notes_html: Option<String>,
     /// Profile kind in words.
     pub profile_kind: Option<&'static str>,
     /// Profile expiry date.
@@ -92,7 +93,7 @@ impl BuildView {
                 "{} UTC",
                 crate::db::timestamp(build.created_at).get(..16).unwrap_or("").replace('T', " ")
             ),
-            notes: build.notes.clone(),
+            notes_html: build.notes.as_deref().map(crate::markdown::to_html),
             profile_kind: profile.and_then(|profile| profile["kind"].as_str()).map(kind_words),
             profile_expiry: profile
                 .and_then(|profile| profile["expires_at"].as_str())

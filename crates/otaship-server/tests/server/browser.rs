@@ -806,3 +806,92 @@ async fn an_iphone_passes_a_share_links_password_and_the_installer_needs_no_cook
     assert_eq!(bytes.as_ref(), ipa.as_slice());
     server.stop().await;
 }
+
+/// Release notes are Markdown: headings, lists, tables and safe links render as elements;
+/// raw HTML shows as text and unsafe links as their words, so no payload runs, loads anything
+/// or changes the page, on the install page (in Chromium) or the app page.
+#[tokio::test]
+async fn release_notes_render_markdown_and_run_no_payload() {
+    const PAYLOADS: &[&str] = &[
+        "<script>window.__xss = 1</script>",
+        "<img src=x onerror=\"window.__xss = 2\">",
+        "<svg onload=\"window.__xss = 3\"></svg>",
+        "<details open ontoggle=\"window.__xss = 4\"><summary>s</summary></details>",
+        "<iframe srcdoc=\"<script>parent.__xss = 5</script>\"></iframe>",
+        "<img src=x onerror=\"document.title = 'pwned'\">",
+        "<input autofocus onfocus=\"window.__xss = 6\">",
+        "<video><source onerror=\"window.__xss = 7\"></video>",
+        "<object data=\"javascript:window.__xss = 8\"></object>",
+        "<style>body { display: none }</style>",
+        "<a id=\"evil\" href=\"javascript:window.__xss = 9\">raw link</a>",
+        "[md link](javascript:window.__xss=10)",
+        "[cased link](JaVaScRiPt:window.__xss=11)",
+        "[entity link](&#106;avascript:window.__xss=12)",
+        "[data link](data:text/html,<script>parent.__xss=13</script>)",
+        "![image link](javascript:window.__xss=14)",
+        "![pixel](https://evil.example/pixel.png)",
+        "<javascript:window.__xss=15>",
+        "[quote](https://example.com/\"onmouseover=\"window.__xss=16)",
+        "<!-- <script>window.__xss = 17</script> -->",
+    ];
+    let notes = format!(
+        "# Release 2.4.1\n\n- Fixed the crash on save\n- [x] Checked the export\n\n| Area | State |\n|---|---|\n\
+         | Sync | faster |\n\n**Bold** and [the docs](https://example.com/docs).\n\n{}\n",
+        PAYLOADS.join("\n\n")
+    );
+    let mut server = Server::start().await;
+    let build = server.upload_with_notes(installable_ipa(false), &notes).await;
+    let browser = Browser::open(IPHONE).await;
+    browser.load(text_of(&build, "install_url")).await;
+
+    // The Markdown, as elements.
+    assert!(browser.shown("#release-notes .release-notes h1").await);
+    assert_eq!(browser.text("#release-notes h1").await, "Release 2.4.1");
+    assert_eq!(browser.text("#release-notes ul > li:first-child").await, "Fixed the crash on save");
+    assert!(browser.shown("#release-notes ul > li:nth-child(2) input[type=checkbox][disabled]").await);
+    assert_eq!(browser.text("#release-notes td:first-child").await, "Sync");
+    assert_eq!(browser.text("#release-notes p strong").await, "Bold");
+    assert_eq!(browser.attr("a[href='https://example.com/docs']", "rel").await, "nofollow noopener noreferrer");
+
+    // No payload ran, and none is there to run later.
+    let ran = browser.script("return [typeof window.__xss, document.title];", vec![]).await;
+    assert_eq!(ran, json!(["undefined", "Install Field Notes 2.4.1"]));
+    let active = "script, img, svg, iframe, object, embed, style, video, audio, source, details, form, body, math, \
+        link, meta, base, input:not([type=checkbox][disabled])";
+    let found = browser
+        .script("return document.querySelectorAll('#release-notes ' + arguments[0].split(', ').join(', #release-notes ')).length;", vec![json!(active)])
+        .await;
+    assert_eq!(found, json!(0), "no active element in the notes");
+    let handlers = "return Array.prototype.concat.apply([], Array.from(document.querySelectorAll('#release-notes *'))\
+        .map(function (e) { return Array.from(e.attributes).map(function (a) { return a.name; }); }))\
+        .filter(function (name) { return /^on/i.test(name) || name === 'style' || name === 'srcdoc'; });";
+    assert_eq!(browser.script(handlers, vec![]).await, json!([]), "no handler or style attribute");
+    let links = "return Array.from(document.querySelectorAll('#release-notes a'))\
+        .map(function (a) { return [a.protocol, a.rel, a.textContent]; });";
+    let links = browser.script(links, vec![]).await;
+    for link in links.as_array().expect("links") {
+        assert!(matches!(link[0].as_str(), Some("https:" | "http:" | "mailto:")), "{link}");
+        assert_eq!(link[1], "nofollow noopener noreferrer", "{link}");
+    }
+    let texts: Vec<&str> = links.as_array().expect("links").iter().filter_map(|link| link[2].as_str()).collect();
+    assert_eq!(texts, ["the docs", "pixel", "quote"], "only the safe links are links");
+    assert!(!browser.exists("#evil").await);
+    let shown = browser.text("#release-notes").await;
+    for words in
+        ["<script>window.__xss = 1</script>", "md link", "entity link", "image link", "javascript:window.__xss=15"]
+    {
+        assert!(shown.contains(words), "{words} is shown as text: {shown}");
+    }
+    browser.assert_page_sound().await;
+    browser.screenshot("release-notes-markdown").await;
+    browser.close().await;
+
+    // The app page renders the same notes the same way.
+    let mut uploader = crate::support::UiClient::new(&server);
+    uploader.sign_in(&server.token.clone()).await;
+    let html = uploader.get("/apps/com.example.fieldnotes").await.text().await.expect("html");
+    assert!(html.contains("<h1>Release 2.4.1</h1>"), "{html}");
+    assert!(html.contains("&lt;script&gt;window.__xss = 1&lt;/script&gt;"), "{html}");
+    assert!(!html.contains("<script>window.__xss") && !html.contains("<img src=x"), "{html}");
+    server.stop().await;
+}

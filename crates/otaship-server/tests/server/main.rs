@@ -1,8 +1,9 @@
 //! The server's tests, in one binary sharing one harness (`support`): end to end over HTTP
 //! (`e2e`), HTTPS in every mode (`https`), the uploaders' web UI (`ui`), pages in headless
 //! Chromium (`browser`), and resumable uploads, channels and metadata, and the API description
-//! (`uploads`), device enrollment and eligibility (`devices`), and token scopes, accounts, roles
-//! and sign-in limits (`accounts`).
+//! (`uploads`), device enrollment and eligibility (`devices`), token scopes, accounts, roles
+//! and sign-in limits (`accounts`), retention rules and the Storage page (`retention`), and
+//! share links, channels and install analytics (`sharing`).
 #![expect(clippy::expect_used, reason = "test helpers cannot go on without their input")]
 
 mod accounts;
@@ -11,6 +12,7 @@ mod browser;
 mod devices;
 mod e2e;
 mod https;
+mod retention;
 mod scale;
 mod sharing;
 mod support;
