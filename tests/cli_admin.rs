@@ -59,8 +59,8 @@ fn migrate_applies_what_is_pending_once() {
     let first = run(&["migrate", "--database", &database]);
     assert!(first.status.success(), "{first:?}");
     let text = stdout(&first);
-    assert!(text.contains("applied 1 ") && text.contains("applied 5 devices"), "{text}");
-    assert!(text.contains("sqlite database") && text.contains("is up to date at migration 5 (devices)"), "{text}");
+    assert!(text.contains("applied 1 ") && text.contains("applied 7 webhooks"), "{text}");
+    assert!(text.contains("sqlite database") && text.contains("is up to date at migration 7 (webhooks)"), "{text}");
     let again = run(&["migrate", "--database", &database]);
     assert!(again.status.success());
     assert!(!stdout(&again).contains("applied"), "{}", stdout(&again));

@@ -1,6 +1,6 @@
-//! The metadata database: apps, builds, API tokens, sessions, resumable uploads, shared secrets
-//! and enrolled devices (`devices`), on SQLite (one instance) or PostgreSQL (one or several
-//! instances).
+//! The metadata database: apps, builds, API tokens, sessions, resumable uploads, shared secrets,
+//! enrolled devices (`devices`) and webhooks with their deliveries (`webhooks`), on SQLite (one
+//! instance) or PostgreSQL (one or several instances).
 //!
 //! Methods are use cases, not generic CRUD. Every statement is written once, in the SQL both
 //! engines speak (`$1` placeholders, `ON CONFLICT`, `RETURNING`-free), and runs on whichever
@@ -87,8 +87,10 @@ macro_rules! with_pool {
 }
 
 mod devices;
+mod webhooks;
 
 pub use devices::{DeviceRow, Enrolled};
+pub use webhooks::{AttemptOutcome, ClaimedDelivery, DeliveryRow, NewDelivery, WebhookRow};
 
 /// What differs between the engines beyond the SQL text: how a transaction that reads then
 /// writes, or reads twice, gets the isolation it needs.

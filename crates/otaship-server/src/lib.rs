@@ -2,7 +2,8 @@
 //!
 //! It owns start-up (configuration, data directory, database, reconciliation of what a crash
 //! left behind), the HTTP routes (`http`), the upload pipeline (`ingest`, `uploads`), blob
-//! storage on local disk or S3 (`storage`, and moving it: `relocate`) and API tokens (`tokens`).
+//! storage on local disk or S3 (`storage`, and moving it: `relocate`), API tokens (`tokens`)
+//! and webhooks (`webhooks`).
 //! Every instance keeps its state in the database and the storage, so several can serve the same
 //! builds. It knows nothing of zip or plist formats: that is
 //! `otaship-ipa`'s job.
@@ -19,6 +20,7 @@ pub mod storage;
 pub mod tls;
 pub mod tokens;
 pub mod uploads;
+pub mod webhooks;
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -53,6 +55,8 @@ pub struct AppState {
     pub in_flight: Arc<uploads::InFlight>,
     /// Device enrollment: cookie key, trusted device CAs, profile-signing identity.
     pub devices: Arc<devices::Devices>,
+    /// The webhook delivery worker's wake-up call and HTTP client.
+    pub webhooks: Arc<webhooks::Webhooks>,
 }
 
 /// Where the server really listens.
@@ -101,6 +105,7 @@ impl AppState {
         let devices = Arc::new(devices::Devices::open(&db, config.device_ca_pem.as_deref()).await?);
         let state = AppState {
             devices,
+            webhooks: Arc::new(webhooks::Webhooks::new().context("cannot set up the webhook client")?),
             storage,
             config: Arc::new(config),
             db,
@@ -277,6 +282,8 @@ pub async fn serve(
             }
         });
     }
+    // Before accepting requests, so that the first expiry check never races the first ones.
+    webhooks::start(&state, &stop).await;
     let helper = listeners.http_helper.map(|listener| {
         let router = http::helper_router(state.clone());
         tokio::spawn(

@@ -8,6 +8,7 @@ mod pages;
 mod trust;
 mod ui;
 mod uploads;
+mod webhooks;
 
 pub use trust::helper_router;
 
@@ -39,6 +40,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices", get(devices::list_devices))
         .route("/api/v1/devices/export", get(devices::export_api))
         .route("/api/v1/devices/{id}", axum::routing::patch(devices::patch_device).delete(devices::delete_device))
+        .route("/api/v1/webhooks", get(webhooks::list_webhooks).post(webhooks::create_webhook))
+        .route("/api/v1/webhooks/check-expiry", post(webhooks::check_expiry))
+        .route("/api/v1/webhooks/{id}", axum::routing::patch(webhooks::patch_webhook).delete(webhooks::delete_webhook))
+        .route("/api/v1/webhooks/{id}/deliveries", get(webhooks::list_deliveries))
+        .route("/api/v1/webhooks/{id}/ping", post(webhooks::ping_webhook))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .route("/api", get(openapi::api_page))
         .route("/i/{token}", get(pages::install_page))
@@ -65,6 +71,11 @@ pub fn router(state: AppState) -> Router {
         .route("/devices/enrolled/{token}", get(devices::enrolled_page))
         .route("/admin/health", get(ui::health_page).post(ui::health_recheck))
         .route("/admin/diagnose", get(ui::diagnose_page).post(ui::diagnose_run))
+        .route("/admin/webhooks", get(webhooks::webhooks_page).post(webhooks::create_webhook_form))
+        .route("/admin/webhooks/check-expiry", post(webhooks::check_expiry_form))
+        .route("/admin/webhooks/{id}/ping", post(webhooks::ping_webhook_form))
+        .route("/admin/webhooks/{id}/enabled", post(webhooks::enable_webhook_form))
+        .route("/admin/webhooks/{id}/delete", post(webhooks::delete_webhook_form))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .merge(trust::https_routes())

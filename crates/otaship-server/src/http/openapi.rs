@@ -10,7 +10,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api, devices, uploads};
+use super::{api, devices, uploads, webhooks};
 use crate::error::{ApiError, ErrorDetail, ErrorJson};
 
 #[derive(OpenApi)]
@@ -40,6 +40,13 @@ use crate::error::{ApiError, ErrorDetail, ErrorJson};
         devices::delete_device,
         devices::export_api,
         devices::build_devices,
+        webhooks::list_webhooks,
+        webhooks::create_webhook,
+        webhooks::patch_webhook,
+        webhooks::delete_webhook,
+        webhooks::list_deliveries,
+        webhooks::ping_webhook,
+        webhooks::check_expiry,
     ),
     components(schemas(ErrorJson, ErrorDetail)),
     modifiers(&BearerToken),
@@ -48,6 +55,7 @@ use crate::error::{ApiError, ErrorDetail, ErrorJson};
         (name = "apps", description = "Apps and their builds."),
         (name = "uploads", description = "Resumable uploads for large builds."),
         (name = "devices", description = "Devices enrolled through /devices/enroll, exports, and which devices can install a build."),
+        (name = "webhooks", description = "Signed POSTs when a build is uploaded or a profile is about to expire, with retries and a delivery log."),
     )
 )]
 struct ApiDoc;
@@ -272,11 +280,14 @@ mod tests {
             "/api/v1/devices",
             "/api/v1/devices/export",
             "/api/v1/builds/{id}/devices",
+            "/api/v1/webhooks",
+            "/api/v1/webhooks/{id}/deliveries",
+            "/api/v1/webhooks/check-expiry",
         ] {
             assert!(document["paths"].get(path).is_some(), "{path} is missing");
         }
         let page = page_from(&document);
-        assert_eq!(page.operations.len(), 15);
+        assert_eq!(page.operations.len(), 22);
         assert!(page.schemas.iter().any(|schema| schema.name == "BuildJson" && !schema.properties.is_empty()));
     }
 
