@@ -60,9 +60,16 @@ fn migrate_applies_what_is_pending_once() {
     assert!(first.status.success(), "{first:?}");
     let text = stdout(&first);
     assert!(
-        ["applied 1 ", "applied 5 devices", "applied 6 sharing", "applied 8 accounts", "applied 9 retention"]
-            .iter()
-            .all(|applied| text.contains(applied)),
+        [
+            "applied 1 ",
+            "applied 5 devices",
+            "applied 6 sharing",
+            "applied 7 webhooks",
+            "applied 8 accounts",
+            "applied 9 retention"
+        ]
+        .iter()
+        .all(|applied| text.contains(applied)),
         "{text}"
     );
     assert!(text.contains("sqlite database") && text.contains("is up to date at migration 9 (retention)"), "{text}");

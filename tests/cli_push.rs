@@ -1113,7 +1113,8 @@ fn share_creates_lists_and_revokes_links() {
     assert!(page.text().expect("html").contains("type=\"password\""), "the page asks for the password");
 
     // A channel link, as JSON.
-    let channel = json_of(&server.cli(&["share", "create", "--app", "com.example.shared", "--channel", "beta", "--json"]));
+    let channel =
+        json_of(&server.cli(&["share", "create", "--app", "com.example.shared", "--channel", "beta", "--json"]));
     assert_eq!(channel["kind"], "channel");
     assert_eq!(channel["password_protected"], false);
 
@@ -1125,7 +1126,10 @@ fn share_creates_lists_and_revokes_links() {
         assert!(lines[0].contains(column), "{}", lines[0]);
     }
     let protected = lines.iter().find(|line| line.contains("QA & friends")).expect("the protected link");
-    assert!(protected.contains(" active ") && protected.contains(" yes ") && protected.contains(" 0/3 "), "{protected}");
+    assert!(
+        protected.contains(" active ") && protected.contains(" yes ") && protected.contains(" 0/3 "),
+        "{protected}"
+    );
     let link_id = protected.split_whitespace().next().expect("id").to_owned();
     let links = json_of(&server.cli(&["share", "list", "--build", &build_id, "--json"]));
     assert_eq!(links["links"].as_array().expect("links").len(), 1, "only the build link");

@@ -111,6 +111,10 @@ pub struct ServeArgs {
     /// with a shorter interval), e.g. 1h, 30m; `off` to apply them only on demand [default: 1h].
     #[arg(long, env = "OTASHIP_RETENTION_INTERVAL", value_name = "DURATION")]
     pub retention_interval: Option<String>,
+    /// How long a failed webhook delivery waits before its first retry; each further retry
+    /// waits four times longer (at most an hour), e.g. 10s, 500ms [default: 10s].
+    #[arg(long, env = "OTASHIP_WEBHOOK_RETRY_BASE", value_name = "DURATION")]
+    pub webhook_retry_base: Option<String>,
 }
 
 /// The settings as the TOML file may give them.
@@ -143,6 +147,7 @@ struct FileSettings {
     upload_expiry: Option<String>,
     device_ca_cert: Option<PathBuf>,
     retention_interval: Option<String>,
+    webhook_retry_base: Option<String>,
 }
 
 /// The validated configuration the server runs with.
@@ -174,6 +179,8 @@ pub struct Config {
     pub device_ca_pem: Option<Vec<u8>>,
     /// How often retention runs in the background; `None`: only on demand.
     pub retention_interval: Option<std::time::Duration>,
+    /// The wait before a failed webhook delivery's first retry.
+    pub webhook_retry_base: std::time::Duration,
 }
 
 impl Config {
@@ -288,7 +295,17 @@ impl Config {
                     })?,
             ),
         };
+        let retry_text =
+            args.webhook_retry_base.clone().or(file.webhook_retry_base).unwrap_or_else(|| "10s".to_owned());
+        let webhook_retry_base = parse_duration(&retry_text)
+            .filter(|duration| duration.as_millis() >= 1 && duration.as_secs() <= 3600)
+            .with_context(|| {
+                format!(
+                    "--webhook-retry-base {retry_text:?} is not a duration from 1ms to 1h; write it like 10s or 500ms"
+                )
+            })?;
         Ok(Config {
+            webhook_retry_base,
             retention_interval,
             device_ca_pem,
             upload_expiry,
@@ -589,20 +606,21 @@ pub fn parse_size(text: &str) -> Option<u64> {
     number.checked_mul(multiplier)
 }
 
-/// Parses `24h`, `90m`, `3600s`, `2d`, `3600` (seconds).
+/// Parses `24h`, `90m`, `3600s`, `2d`, `500ms`, `3600` (seconds).
 pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse().ok()?;
-    let seconds: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "s" | "sec" | "secs" | "seconds" => 1,
-        "m" | "min" | "mins" | "minutes" => 60,
-        "h" | "hour" | "hours" => 3600,
-        "d" | "day" | "days" => 86_400,
+    let millis: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "ms" => 1,
+        "" | "s" | "sec" | "secs" | "seconds" => 1000,
+        "m" | "min" | "mins" | "minutes" => 60_000,
+        "h" | "hour" | "hours" => 3_600_000,
+        "d" | "day" | "days" => 86_400_000,
         _ => return None,
     };
-    number.checked_mul(seconds).map(std::time::Duration::from_secs)
+    number.checked_mul(millis).map(std::time::Duration::from_millis)
 }
 
 /// Creates the data directory and its parts, failing with a sentence that says how to fix it.
@@ -670,6 +688,10 @@ mod tests {
         assert_eq!(plain.listen.to_string(), "127.0.0.1:8080", "behind a proxy, loopback by default");
         assert_eq!(defaults.max_upload_size, 4 << 30);
         assert_eq!(defaults.upload_expiry, std::time::Duration::from_secs(24 * 3600));
+        assert_eq!(defaults.webhook_retry_base, std::time::Duration::from_secs(10));
+        let quick = Config::load(&ServeArgs { webhook_retry_base: Some("100ms".into()), ..ServeArgs::default() })
+            .expect("valid");
+        assert_eq!(quick.webhook_retry_base, std::time::Duration::from_millis(100));
         assert_eq!(defaults.database, DatabaseUrl::Sqlite(PathBuf::from("otaship-data/otaship.db")));
         assert_eq!(defaults.storage, StorageSetting::Local(PathBuf::from("otaship-data/blobs")));
     }
@@ -688,6 +710,11 @@ mod tests {
         let error = Config::load(&ServeArgs { upload_expiry: Some("4000000d".into()), ..ServeArgs::default() })
             .expect_err("refused");
         assert!(error.to_string().contains("up to 366d"), "{error}");
+        for bad in ["0s", "2h", "soon"] {
+            let error = Config::load(&ServeArgs { webhook_retry_base: Some(bad.into()), ..ServeArgs::default() })
+                .expect_err("refused");
+            assert!(error.to_string().contains("like 10s or 500ms"), "{bad}: {error}");
+        }
         let error =
             Config::load(&ServeArgs { database: Some("mysql://u:hunter2@db/x".into()), ..ServeArgs::default() })
                 .expect_err("refused");

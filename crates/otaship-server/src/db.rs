@@ -1,7 +1,8 @@
 //! The metadata database: apps, builds, API tokens, sessions, resumable uploads, shared secrets,
 //! enrolled devices (`devices`), named accounts with failed sign-ins (`accounts`), share
-//! links, channel pages and install analytics (`sharing`) and retention rules (`retention`), on
-//! SQLite (one instance) or PostgreSQL (one or several instances).
+//! links, channel pages and install analytics (`sharing`), retention rules (`retention`) and
+//! webhooks with their deliveries (`webhooks`), on SQLite (one instance) or PostgreSQL (one or
+//! several instances).
 //!
 //! Methods are use cases, not generic CRUD. Every statement is written once, in the SQL both
 //! engines speak (`$1` placeholders, `ON CONFLICT`, `RETURNING`-free), and runs on whichever
@@ -92,13 +93,15 @@ macro_rules! with_pool {
 
 mod accounts;
 mod devices;
-mod sharing;
 mod retention;
+mod sharing;
+mod webhooks;
 
 pub use accounts::AccountRow;
 pub use devices::{DeviceRow, Enrolled};
-pub use sharing::{ChannelRow, DeviceCount, Event, EventCounts, EventKind, LinkFilter, LinkRow};
 pub use retention::{BuildSummary, ChannelUsage, RetentionRule};
+pub use sharing::{ChannelRow, DeviceCount, Event, EventCounts, EventKind, LinkFilter, LinkRow};
+pub use webhooks::{AttemptOutcome, ClaimedDelivery, DeliveryRow, NewDelivery, WebhookRow};
 
 /// What differs between the engines beyond the SQL text: how a transaction that reads then
 /// writes, or reads twice, gets the isolation it needs.

@@ -306,6 +306,11 @@ pub async fn ingest(state: &AppState, mut received: Received, details: BuildDeta
         }
     }
     tracing::info!(build.id = %build.id, bundle_id = %build.bundle_id, size = build.size, "stored build {}", build.id);
+    // The build is stored: failing the upload now would only make the client retry and get the
+    // existing build, never announced. The log says what went wrong.
+    if let Err(error) = crate::webhooks::build_uploaded(state, &build).await {
+        tracing::warn!(build.id = %build.id, %error, "could not enqueue the build.uploaded webhooks");
+    }
     Ok(Ingested { build, created: true })
 }
 

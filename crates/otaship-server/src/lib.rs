@@ -4,8 +4,8 @@
 //! left behind), the HTTP routes (`http`), the upload pipeline (`ingest`, `uploads`), blob
 //! storage on local disk or S3 (`storage`, and moving it: `relocate`), API tokens (`tokens`),
 //! share links (`sharing`), install analytics (`analytics`), named accounts (`accounts`), limits
-//! on failed attempts (`ratelimit`), removing old builds by rule (`retention`) and release notes
-//! in Markdown (`markdown`).
+//! on failed attempts (`ratelimit`), removing old builds by rule (`retention`), release notes in
+//! Markdown (`markdown`) and webhooks (`webhooks`).
 //! Every instance keeps its state in the database and the storage, so several can serve the same
 //! builds. It knows nothing of zip or plist formats: that is
 //! `otaship-ipa`'s job.
@@ -28,6 +28,7 @@ pub mod storage;
 pub mod tls;
 pub mod tokens;
 pub mod uploads;
+pub mod webhooks;
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub devices: Arc<devices::Devices>,
     /// Share links' capability key.
     pub sharing: Arc<sharing::Sharing>,
+    /// The webhook delivery worker's wake-up call and HTTP client.
+    pub webhooks: Arc<webhooks::Webhooks>,
 }
 
 /// Where the server really listens.
@@ -114,6 +117,7 @@ impl AppState {
         let state = AppState {
             devices,
             sharing,
+            webhooks: Arc::new(webhooks::Webhooks::new().context("cannot set up the webhook client")?),
             storage,
             config: Arc::new(config),
             db,
@@ -306,6 +310,8 @@ pub async fn serve(
             }
         });
     }
+    // Before accepting requests, so that the first expiry check never races the first ones.
+    webhooks::start(&state, &stop).await;
     let helper = listeners.http_helper.map(|listener| {
         let router = http::helper_router(state.clone());
         tokio::spawn(

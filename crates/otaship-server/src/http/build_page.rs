@@ -74,7 +74,7 @@ impl LinkView {
             url: link_url(base, link),
             label: link.label.clone().unwrap_or_default(),
             protected: link.password_hash.is_some(),
-            expires: link.expires_at.map(|at| minute(at)),
+            expires: link.expires_at.map(minute),
             installs: link.installs,
             max_installs: link.max_installs,
             state: LinkState::of(link, OffsetDateTime::now_utc()).word(),

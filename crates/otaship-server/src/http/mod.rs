@@ -8,11 +8,12 @@ mod download;
 mod links;
 pub mod openapi;
 mod pages;
-mod share;
 mod retention;
+mod share;
 mod trust;
 mod ui;
 mod uploads;
+mod webhooks;
 
 pub use trust::helper_router;
 
@@ -55,6 +56,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/retention", get(retention::list_rules))
         .route("/api/v1/retention/run", post(retention::run_api))
         .route("/api/v1/apps/{app}/retention", put(retention::put_rule).delete(retention::delete_rule))
+        .route("/api/v1/webhooks", get(webhooks::list_webhooks).post(webhooks::create_webhook))
+        .route("/api/v1/webhooks/check-expiry", post(webhooks::check_expiry))
+        .route("/api/v1/webhooks/{id}", axum::routing::patch(webhooks::patch_webhook).delete(webhooks::delete_webhook))
+        .route("/api/v1/webhooks/{id}/deliveries", get(webhooks::list_deliveries))
+        .route("/api/v1/webhooks/{id}/ping", post(webhooks::ping_webhook))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .route("/api", get(openapi::api_page))
         .route("/i/{token}", get(pages::install_page))
@@ -101,6 +107,11 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/storage/rules", post(retention::set_rule_form))
         .route("/admin/storage/rules/delete", post(retention::remove_rule_form))
         .route("/admin/storage/run", post(retention::run_form))
+        .route("/admin/webhooks", get(webhooks::webhooks_page).post(webhooks::create_webhook_form))
+        .route("/admin/webhooks/check-expiry", post(webhooks::check_expiry_form))
+        .route("/admin/webhooks/{id}/ping", post(webhooks::ping_webhook_form))
+        .route("/admin/webhooks/{id}/enabled", post(webhooks::enable_webhook_form))
+        .route("/admin/webhooks/{id}/delete", post(webhooks::delete_webhook_form))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .merge(trust::https_routes())
@@ -279,6 +290,32 @@ pub fn itms_link(manifest_url: &str) -> String {
     )
 }
 
+/// `GET /readyz`: whether this instance can serve builds now: the database answers and the
+/// storage lists. For load balancers' health checks (`/healthz` only says the process runs).
+async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> (axum::http::StatusCode, String) {
+    const WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+    let database = match tokio::time::timeout(WITHIN, state.db.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("no answer within 5 s".to_owned()),
+    };
+    let storage = match tokio::time::timeout(WITHIN, state.storage.check()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("no answer within 5 s".to_owned()),
+    };
+    let line = |name: &str, outcome: &Result<(), String>| match outcome {
+        Ok(()) => format!("{name}: ok\n"),
+        Err(error) => format!("{name}: {error}\n"),
+    };
+    let status = if database.is_ok() && storage.is_ok() {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, format!("{}{}", line("database", &database), line("storage", &storage)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::{canonical_ip, itms_link, parse_forwarded_address};
@@ -304,30 +341,4 @@ mod tests {
             "itms-services://?action=download-manifest&url=https%3A%2F%2Fota.example.com%2Fi%2Fabc%2Fmanifest.plist%3Ft%3Da%26b%3Dc%23x"
         );
     }
-}
-
-/// `GET /readyz`: whether this instance can serve builds now: the database answers and the
-/// storage lists. For load balancers' health checks (`/healthz` only says the process runs).
-async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> (axum::http::StatusCode, String) {
-    const WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
-    let database = match tokio::time::timeout(WITHIN, state.db.ping()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err("no answer within 5 s".to_owned()),
-    };
-    let storage = match tokio::time::timeout(WITHIN, state.storage.check()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err("no answer within 5 s".to_owned()),
-    };
-    let line = |name: &str, outcome: &Result<(), String>| match outcome {
-        Ok(()) => format!("{name}: ok\n"),
-        Err(error) => format!("{name}: {error}\n"),
-    };
-    let status = if database.is_ok() && storage.is_ok() {
-        axum::http::StatusCode::OK
-    } else {
-        axum::http::StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, format!("{}{}", line("database", &database), line("storage", &storage)))
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api, devices, links, retention, uploads};
+use super::{api, devices, links, retention, uploads, webhooks};
 use crate::error::{ApiError, ErrorDetail, ErrorJson};
 
 #[derive(OpenApi)]
@@ -55,6 +55,13 @@ use crate::error::{ApiError, ErrorDetail, ErrorJson};
         retention::put_rule,
         retention::delete_rule,
         retention::run_api,
+        webhooks::list_webhooks,
+        webhooks::create_webhook,
+        webhooks::patch_webhook,
+        webhooks::delete_webhook,
+        webhooks::list_deliveries,
+        webhooks::ping_webhook,
+        webhooks::check_expiry,
     ),
     components(schemas(ErrorJson, ErrorDetail)),
     modifiers(&BearerToken),
@@ -65,6 +72,7 @@ use crate::error::{ApiError, ErrorDetail, ErrorJson};
         (name = "sharing", description = "Share links (password, expiry, install limit), channels and their stable pages, install analytics."),
         (name = "devices", description = "Devices enrolled through /devices/enroll, exports, and which devices can install a build."),
         (name = "retention", description = "Rules that remove old builds per app and channel (never a channel's newest), and running them."),
+        (name = "webhooks", description = "Signed POSTs when a build is uploaded or a profile is about to expire, with retries and a delivery log."),
     )
 )]
 struct ApiDoc;
@@ -295,11 +303,14 @@ mod tests {
             "/api/v1/retention",
             "/api/v1/retention/run",
             "/api/v1/apps/{app}/retention",
+            "/api/v1/webhooks",
+            "/api/v1/webhooks/{id}/deliveries",
+            "/api/v1/webhooks/check-expiry",
         ] {
             assert!(document["paths"].get(path).is_some(), "{path} is missing");
         }
         let page = page_from(&document);
-        assert_eq!(page.operations.len(), 19);
+        assert_eq!(page.operations.len(), 26);
         assert!(page.schemas.iter().any(|schema| schema.name == "BuildJson" && !schema.properties.is_empty()));
     }
 

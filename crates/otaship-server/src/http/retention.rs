@@ -216,7 +216,10 @@ async fn run(state: &AppState, dry_run: bool) -> Result<Vec<Doomed>, ApiError> {
     ),
     security(("token" = []))
 )]
-pub async fn list_rules(State(state): State<AppState>, _admin: AdminToken) -> Result<Json<RetentionRulesJson>, ApiError> {
+pub async fn list_rules(
+    State(state): State<AppState>,
+    _admin: AdminToken,
+) -> Result<Json<RetentionRulesJson>, ApiError> {
     let rules = state.db.retention_rules().await?.iter().map(RetentionRuleJson::new).collect();
     Ok(Json(RetentionRulesJson { rules }))
 }

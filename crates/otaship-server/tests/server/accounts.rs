@@ -492,7 +492,8 @@ async fn admins_manage_accounts_on_the_web() {
 
     // Refusals: taken (any case), bad names and roles, short passwords, and forms without the
     // session's CSRF token.
-    let cases: [(&[(&str, &str)], StatusCode, &str); 4] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], StatusCode, &'a str);
+    let cases: [Case<'_>; 4] = [
         (&[("username", "UMA"), ("role", "admin")], StatusCode::CONFLICT, "There is already an account named UMA"),
         (&[("username", "a b"), ("role", "admin")], StatusCode::BAD_REQUEST, "A username may hold only"),
         (&[("username", "vic"), ("role", "owner")], StatusCode::BAD_REQUEST, "Choose the role admin or uploader."),

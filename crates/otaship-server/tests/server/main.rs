@@ -2,8 +2,8 @@
 //! (`e2e`), HTTPS in every mode (`https`), the uploaders' web UI (`ui`), pages in headless
 //! Chromium (`browser`), and resumable uploads, channels and metadata, and the API description
 //! (`uploads`), device enrollment and eligibility (`devices`), token scopes, accounts, roles
-//! and sign-in limits (`accounts`), retention rules and the Storage page (`retention`), and
-//! share links, channels and install analytics (`sharing`).
+//! and sign-in limits (`accounts`), retention rules and the Storage page (`retention`), share
+//! links, channels and install analytics (`sharing`), and webhooks (`webhooks`).
 #![expect(clippy::expect_used, reason = "test helpers cannot go on without their input")]
 
 mod accounts;
@@ -18,3 +18,4 @@ mod sharing;
 mod support;
 mod ui;
 mod uploads;
+mod webhooks;

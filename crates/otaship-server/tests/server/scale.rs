@@ -150,7 +150,7 @@ async fn blobs_move_between_storages_and_the_move_resumes() {
     let with_icon = std::fs::read(format!("{}{}", crate::support::FIXTURES, "lagunitas-Sample.ipa")).expect("fixture");
     let first = upload(&server, random_ipa("com.example.move", 31, MIB)).await;
     let second = upload(&server, with_icon).await;
-    assert_eq!(second["icon_url"].is_string(), true, "{second}");
+    assert!(second["icon_url"].is_string(), "{second}");
     server.stop().await;
     let from = Storage::open(&server.state.config.storage).expect("source");
     let mut cluster = cluster_args().await;
