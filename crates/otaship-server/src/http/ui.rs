@@ -336,15 +336,16 @@ pub async fn signin(
         if let Err(limited) = ratelimit::check(&state.db, &by_username, SIGNIN_PER_USERNAME).await {
             return answer(limited);
         }
-        // A password longer than any that can be set is wrong without being looked up.
+        // A password longer than any that can be set is wrong without being looked up (and only
+        // an empty one is hashed in its place, so that megabytes are not).
+        let too_long = form.password.len() > accounts::MAX_PASSWORD_BYTES;
         let found = match accounts::check_username(username) {
-            Ok(name) if form.password.len() <= accounts::MAX_PASSWORD_BYTES => {
-                state.db.account_by_username(&name).await?
-            }
+            Ok(name) if !too_long => state.db.account_by_username(&name).await?,
             _ => None,
         };
         let stored = found.as_ref().map(|(_, hash)| hash.clone());
-        let matches = accounts::verify_password(form.password, stored).await.map_err(ApiError::internal)?;
+        let typed = if too_long { String::new() } else { form.password };
+        let matches = accounts::verify_password(typed, stored).await.map_err(ApiError::internal)?;
         let account = match found {
             Some((account, _)) if matches => account,
             _ => {

@@ -358,6 +358,31 @@ async fn without_trust_proxy_forwarded_addresses_are_ignored_and_tokens_count_to
     server.stop().await;
 }
 
+/// Whether a sign-in from `address` failed within the last 15 minutes.
+async fn failed_from(server: &Server, address: &str) -> bool {
+    let once = Limit { failures: 1, window: Duration::from_secs(15 * 60) };
+    ratelimit::check(&server.state.db, &format!("signin-ip:{address}"), once).await.is_err()
+}
+
+#[tokio::test]
+async fn failures_count_against_the_connections_peer_over_http_and_https() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (cert, key, ca_pem) = crate::support::write_test_certificate(certs.path());
+    let mut https =
+        Server::start_with(ServeArgs { tls_cert: Some(cert), tls_key: Some(key), ..Default::default() }).await;
+    https.trusted_ca = Some(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA"));
+    let mut http = Server::start().await;
+    for server in [&https, &http] {
+        assert!(!failed_from(server, "127.0.0.1").await);
+        let wrong = UiClient::new(server).sign_in_with_password("nobody", "not a password").await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        assert!(failed_from(server, "127.0.0.1").await, "{}: counted for the peer's address", server.base);
+        assert!(!failed_from(server, "0.0.0.0").await, "{}: the peer's address was known", server.base);
+    }
+    https.stop().await;
+    http.stop().await;
+}
+
 #[tokio::test]
 async fn the_rate_limiter_counts_failures_per_key_within_the_window() {
     let mut server = Server::start().await;
