@@ -306,11 +306,15 @@ mod tests {
             "/api/v1/webhooks",
             "/api/v1/webhooks/{id}/deliveries",
             "/api/v1/webhooks/check-expiry",
+            "/api/v1/builds/{id}/links",
+            "/api/v1/apps/{app}/channels/{channel}/links",
+            "/api/v1/links/{id}",
+            "/api/v1/builds/{id}/analytics",
         ] {
             assert!(document["paths"].get(path).is_some(), "{path} is missing");
         }
         let page = page_from(&document);
-        assert_eq!(page.operations.len(), 26);
+        assert_eq!(page.operations.len(), 33);
         assert!(page.schemas.iter().any(|schema| schema.name == "BuildJson" && !schema.properties.is_empty()));
     }
 
