@@ -145,23 +145,48 @@ pub(crate) fn link_url(base: &str, link: &LinkRow) -> String {
     format!("{base}/s/{}", link.token)
 }
 
+/// The live link a page request names and the build it serves now; else the page that says
+/// why not (404 for an unknown link, 410 for a stopped one).
+async fn open_link(
+    state: &AppState,
+    token: &str,
+    now: OffsetDateTime,
+) -> Result<Result<(LinkRow, BuildRow), Response>, ApiError> {
+    let Some(link) = link_by_token(state, token).await? else {
+        return Ok(Err(not_found_page()?));
+    };
+    let link_state = LinkState::of(&link, now);
+    if link_state != LinkState::Active {
+        return Ok(Err(Gone::Link(link_state).page()?));
+    }
+    match current_build(state, &link).await? {
+        Ok(build) => Ok(Ok((link, build))),
+        Err(gone) => Ok(Err(gone.page()?)),
+    }
+}
+
+/// The install page's URLs on a share link: the link's page, and the manifest, `.ipa` and icon
+/// behind `capability`.
+fn capability_urls(base: &str, link: &LinkRow, capability: &str, build: &BuildRow) -> BuildUrls {
+    let root = format!("{}/{capability}", link_url(base, link));
+    BuildUrls {
+        install: link_url(base, link),
+        manifest: format!("{root}/manifest.plist"),
+        download: format!("{root}/app.ipa"),
+        icon: build.has_icon.then(|| format!("{root}/icon.png")),
+    }
+}
+
 /// `GET /s/{token}`: the password page, or the install page with capability URLs.
 pub async fn share_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let Some(link) = link_by_token(&state, &token).await? else {
-        return not_found_page();
-    };
     let now = OffsetDateTime::now_utc();
-    let link_state = LinkState::of(&link, now);
-    if link_state != LinkState::Active {
-        return Gone::Link(link_state).page();
-    }
-    let build = match current_build(&state, &link).await? {
-        Ok(build) => build,
-        Err(gone) => return gone.page(),
+    let (link, build) = match open_link(&state, &token, now).await? {
+        Ok(opened) => opened,
+        Err(page) => return Ok(page),
     };
     let passed =
         super::ui::cookie(&headers, PASSED_COOKIE).is_some_and(|value| state.sharing.passed(&link, value, now));
@@ -171,14 +196,7 @@ pub async fn share_page(
     analytics::record(&state, &headers, &build.id, Some(&link.id), EventKind::PageView).await;
     let base = base_url(&state, &headers);
     let capability = state.sharing.capability(&link, &build.id, now);
-    let root = format!("{}/{capability}", link_url(&base, &link));
-    let urls = BuildUrls {
-        install: link_url(&base, &link),
-        manifest: format!("{root}/manifest.plist"),
-        download: format!("{root}/app.ipa"),
-        icon: build.has_icon.then(|| format!("{root}/icon.png")),
-    };
-    let mut view = BuildView::with_urls(&build, urls)?;
+    let mut view = BuildView::with_urls(&build, capability_urls(&base, &link, &capability, &build))?;
     // The way back from device registration would reveal the build's own install URL.
     view.token.clear();
     render_install_page(&state, &headers, &build, view).await
@@ -220,17 +238,10 @@ pub async fn share_password(
     Path(token): Path<String>,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, ApiError> {
-    let Some(link) = link_by_token(&state, &token).await? else {
-        return not_found_page();
-    };
     let now = OffsetDateTime::now_utc();
-    let link_state = LinkState::of(&link, now);
-    if link_state != LinkState::Active {
-        return Gone::Link(link_state).page();
-    }
-    let build = match current_build(&state, &link).await? {
-        Ok(build) => build,
-        Err(gone) => return gone.page(),
+    let (link, build) = match open_link(&state, &token, now).await? {
+        Ok(opened) => opened,
+        Err(page) => return Ok(page),
     };
     let Some(hash) = link.password_hash.clone() else {
         return Ok(Redirect::to(&format!("/s/{}", link.token)).into_response());
@@ -333,14 +344,7 @@ pub async fn share_manifest(
         return Err(Gone::Link(LinkState::Exhausted(link.max_installs.unwrap_or(0))).error());
     }
     analytics::record(&state, &headers, &build.id, Some(&link.id), EventKind::Manifest).await;
-    let root = format!("{}/{capability}", link_url(&base_url(&state, &headers), &link));
-    let urls = BuildUrls {
-        install: link_url(&base_url(&state, &headers), &link),
-        manifest: format!("{root}/manifest.plist"),
-        download: format!("{root}/app.ipa"),
-        icon: build.has_icon.then(|| format!("{root}/icon.png")),
-    };
-    manifest_response(&build, &urls)
+    manifest_response(&build, &capability_urls(&base_url(&state, &headers), &link, &capability, &build))
 }
 
 /// `GET|HEAD /s/{token}/{capability}/app.ipa`.
