@@ -34,6 +34,27 @@ pub struct Sharing {
     key: hmac::Key,
 }
 
+/// What a capability opens. The install page hands out `Page` capabilities, which open the
+/// manifest and the icon; the manifest, having counted an install against the link's limit,
+/// names the `.ipa` with a `Package` capability. So `max_installs` holds for downloads too: a
+/// page view alone never opens the `.ipa`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The manifest and the icon.
+    Page,
+    /// The `.ipa`.
+    Package,
+}
+
+impl Purpose {
+    fn word(self) -> &'static str {
+        match self {
+            Purpose::Page => "page",
+            Purpose::Package => "package",
+        }
+    }
+}
+
 /// What a capability names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capability {
@@ -102,18 +123,25 @@ impl Sharing {
 
     /// A capability for `build_id` through `link`, valid from `issued` for
     /// [`CAPABILITY_LIFETIME`], but never past the link's own expiry.
-    pub fn capability(&self, link: &LinkRow, build_id: &str, issued: OffsetDateTime) -> String {
+    pub fn capability(&self, link: &LinkRow, build_id: &str, purpose: Purpose, issued: OffsetDateTime) -> String {
         let mut expires = issued + CAPABILITY_LIFETIME;
         if let Some(link_expiry) = link.expires_at {
             expires = expires.min(link_expiry);
         }
-        self.capability_for_window(&link.id, build_id, issued.unix_timestamp(), expires.unix_timestamp())
+        self.capability_for_window(&link.id, build_id, purpose, issued.unix_timestamp(), expires.unix_timestamp())
     }
 
     /// A capability with an explicit window (Unix seconds). The install page uses
     /// [`Sharing::capability`]; this is for callers that must name the window themselves.
-    pub fn capability_for_window(&self, link_id: &str, build_id: &str, issued: i64, expires: i64) -> String {
-        let tag = hmac::sign(&self.key, capability_message(link_id, build_id, issued, expires).as_bytes());
+    pub fn capability_for_window(
+        &self,
+        link_id: &str,
+        build_id: &str,
+        purpose: Purpose,
+        issued: i64,
+        expires: i64,
+    ) -> String {
+        let tag = hmac::sign(&self.key, capability_message(link_id, build_id, purpose, issued, expires).as_bytes());
         // 128 bits of the tag: forging one still takes 2^128 guesses, and URLs stay short.
         let short = tag.as_ref().get(..16).unwrap_or(tag.as_ref());
         format!("{build_id}.{issued}.{expires}.{}", tokens::hex(short))
@@ -124,6 +152,7 @@ impl Sharing {
         &self,
         link_id: &str,
         text: &str,
+        purpose: Purpose,
         now: OffsetDateTime,
     ) -> Result<Capability, CapabilityRefused> {
         let mut parts = text.split('.');
@@ -137,10 +166,13 @@ impl Sharing {
         else {
             return Err(CapabilityRefused::Invalid);
         };
-        if !valid_id || tag.len() != 16 {
+        // Only this server mints capabilities, and never with a longer window.
+        let lifetime = i64::try_from(CAPABILITY_LIFETIME.as_secs()).unwrap_or(i64::MAX);
+        if !valid_id || tag.len() != 16 || expires.saturating_sub(issued) > lifetime {
             return Err(CapabilityRefused::Invalid);
         }
-        let expected = hmac::sign(&self.key, capability_message(link_id, build_id, issued, expires).as_bytes());
+        let message = capability_message(link_id, build_id, purpose, issued, expires);
+        let expected = hmac::sign(&self.key, message.as_bytes());
         let expected = expected.as_ref().get(..16).unwrap_or(expected.as_ref());
         if !constant_time_eq(expected, &tag) {
             return Err(CapabilityRefused::Invalid);
@@ -167,8 +199,8 @@ impl Sharing {
     }
 }
 
-fn capability_message(link_id: &str, build_id: &str, issued: i64, expires: i64) -> String {
-    format!("otaship share capability v1\n{link_id}\n{build_id}\n{issued}\n{expires}")
+fn capability_message(link_id: &str, build_id: &str, purpose: Purpose, issued: i64, expires: i64) -> String {
+    format!("otaship share capability v1\n{}\n{link_id}\n{build_id}\n{issued}\n{expires}", purpose.word())
 }
 
 /// Bound to the password's hash too: changing a link's password (a new link) ends old passes.
@@ -217,27 +249,37 @@ mod tests {
         let sharing = sharing();
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
         let build = "b".repeat(32);
-        let cap = sharing.capability(&link("L1"), &build, now);
-        let opened = sharing.verify_capability("L1", &cap, now + Duration::from_secs(60)).expect("valid");
+        let cap = sharing.capability(&link("L1"), &build, Purpose::Page, now);
+        let opened =
+            sharing.verify_capability("L1", &cap, Purpose::Page, now + Duration::from_secs(60)).expect("valid");
         assert_eq!(opened.build_id, build);
         assert_eq!(opened.expires - opened.issued, CAPABILITY_LIFETIME.as_secs() as i64);
         // Another link, the end of the window, before it opens, an altered build or time.
-        assert_eq!(sharing.verify_capability("L2", &cap, now), Err(CapabilityRefused::Invalid));
+        assert_eq!(sharing.verify_capability("L2", &cap, Purpose::Page, now), Err(CapabilityRefused::Invalid));
         assert_eq!(
-            sharing.verify_capability("L1", &cap, now + CAPABILITY_LIFETIME),
+            sharing.verify_capability("L1", &cap, Purpose::Page, now + CAPABILITY_LIFETIME),
             Err(CapabilityRefused::OutsideWindow)
         );
         assert_eq!(
-            sharing.verify_capability("L1", &cap, now - Duration::from_secs(3600)),
+            sharing.verify_capability("L1", &cap, Purpose::Page, now - Duration::from_secs(3600)),
             Err(CapabilityRefused::OutsideWindow)
         );
         let other_build = cap.replacen(&build, &"c".repeat(32), 1);
-        assert_eq!(sharing.verify_capability("L1", &other_build, now), Err(CapabilityRefused::Invalid));
+        assert_eq!(sharing.verify_capability("L1", &other_build, Purpose::Page, now), Err(CapabilityRefused::Invalid));
         let longer = cap.replacen(&format!(".{}.", now.unix_timestamp() + 21600), ".9999999999.", 1);
         assert_ne!(longer, cap);
-        assert_eq!(sharing.verify_capability("L1", &longer, now), Err(CapabilityRefused::Invalid));
+        assert_eq!(sharing.verify_capability("L1", &longer, Purpose::Page, now), Err(CapabilityRefused::Invalid));
+        // A page capability does not open the package, nor the reverse.
+        assert_eq!(sharing.verify_capability("L1", &cap, Purpose::Package, now), Err(CapabilityRefused::Invalid));
+        // A window longer than any this server mints, even correctly signed.
+        let long = sharing.capability_for_window("L1", &build, Purpose::Page, 0, 2 * 1_800_000_000);
+        assert_eq!(sharing.verify_capability("L1", &long, Purpose::Page, now), Err(CapabilityRefused::Invalid));
         for junk in ["", "a.b.c", "x.1.2.00", &format!("{cap}.extra"), &cap[..cap.len() - 2]] {
-            assert_eq!(sharing.verify_capability("L1", junk, now), Err(CapabilityRefused::Invalid), "{junk}");
+            assert_eq!(
+                sharing.verify_capability("L1", junk, Purpose::Page, now),
+                Err(CapabilityRefused::Invalid),
+                "{junk}"
+            );
         }
     }
 
@@ -247,10 +289,10 @@ mod tests {
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
         let mut expiring = link("L1");
         expiring.expires_at = Some(now + Duration::from_secs(600));
-        let cap = sharing.capability(&expiring, &"b".repeat(32), now);
-        assert!(sharing.verify_capability("L1", &cap, now + Duration::from_secs(599)).is_ok());
+        let cap = sharing.capability(&expiring, &"b".repeat(32), Purpose::Package, now);
+        assert!(sharing.verify_capability("L1", &cap, Purpose::Package, now + Duration::from_secs(599)).is_ok());
         assert_eq!(
-            sharing.verify_capability("L1", &cap, now + Duration::from_secs(600)),
+            sharing.verify_capability("L1", &cap, Purpose::Package, now + Duration::from_secs(600)),
             Err(CapabilityRefused::OutsideWindow)
         );
     }

@@ -180,7 +180,9 @@ async fn serve_blob(
     if start == 0 {
         counted.record(EventKind::DownloadStarted).await;
     }
-    if start + length < size || length == 0 {
+    // A short read of the end (a zip reader's look at the central directory) is not the end of
+    // a download; a resumed download's last range is.
+    if start + length < size || length == 0 || (start > 0 && length < (size / 2).min(1 << 20)) {
         return response.body(Body::from_stream(bytes)).map_err(ApiError::internal);
     }
     // The download is complete when this response has handed over the file's last byte and

@@ -15,7 +15,7 @@ use super::pages::{BuildView, manifest_response, not_found_page, render_install_
 use super::{BuildUrls, base_url};
 use crate::db::{BuildRow, DbError, EventKind, LinkRow};
 use crate::error::ApiError;
-use crate::sharing::{CapabilityRefused, LinkState, PASSED_LIFETIME};
+use crate::sharing::{CapabilityRefused, LinkState, PASSED_LIFETIME, Purpose};
 use crate::{AppState, analytics};
 
 /// The cookie a browser gets for a link whose password it passed (scoped to the link's path).
@@ -165,15 +165,15 @@ async fn open_link(
     }
 }
 
-/// The install page's URLs on a share link: the link's page, and the manifest, `.ipa` and icon
-/// behind `capability`.
-fn capability_urls(base: &str, link: &LinkRow, capability: &str, build: &BuildRow) -> BuildUrls {
-    let root = format!("{}/{capability}", link_url(base, link));
+/// The URLs on a share link: the link's page, the manifest and icon behind a page
+/// capability, and the `.ipa` behind a package capability.
+fn capability_urls(base: &str, link: &LinkRow, build: &BuildRow, page: &str, package: &str) -> BuildUrls {
+    let root = link_url(base, link);
     BuildUrls {
-        install: link_url(base, link),
-        manifest: format!("{root}/manifest.plist"),
-        download: format!("{root}/app.ipa"),
-        icon: build.has_icon.then(|| format!("{root}/icon.png")),
+        manifest: format!("{root}/{page}/manifest.plist"),
+        download: format!("{root}/{package}/app.ipa"),
+        icon: build.has_icon.then(|| format!("{root}/{page}/icon.png")),
+        install: root,
     }
 }
 
@@ -195,8 +195,10 @@ pub async fn share_page(
     }
     analytics::record(&state, &headers, &build.id, Some(&link.id), EventKind::PageView).await;
     let base = base_url(&state, &headers);
-    let capability = state.sharing.capability(&link, &build.id, now);
-    let mut view = BuildView::with_urls(&build, capability_urls(&base, &link, &capability, &build))?;
+    let page = state.sharing.capability(&link, &build.id, Purpose::Page, now);
+    // The page names no working `.ipa` URL (it shows none either): only the manifest, which
+    // counts the install, hands one out.
+    let mut view = BuildView::with_urls(&build, capability_urls(&base, &link, &build, &page, &page))?;
     // The way back from device registration would reveal the build's own install URL.
     view.token.clear();
     render_install_page(&state, &headers, &build, view).await
@@ -229,6 +231,9 @@ const PASSWORD_LIMIT_PER_CLIENT: crate::ratelimit::Limit =
 const PASSWORD_LIMIT_PER_LINK: crate::ratelimit::Limit =
     crate::ratelimit::Limit { failures: 50, window: std::time::Duration::from_secs(60 * 60) };
 
+/// Serialises link password checks (see [`share_password`]).
+static PASSWORD_CHECKS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `POST /s/{token}`: checks the password; on success the browser gets a cookie for this
 /// link's page (the installer never needs it) and is sent back to the page.
 pub async fn share_password(
@@ -246,6 +251,10 @@ pub async fn share_password(
     let Some(hash) = link.password_hash.clone() else {
         return Ok(Redirect::to(&format!("/s/{}", link.token)).into_response());
     };
+    // One password check at a time on this instance: parallel guesses each see the failures
+    // recorded before them (checking and recording are two statements), and argon2's memory
+    // (19 MiB a check) stays bounded however many arrive.
+    let _turn = PASSWORD_CHECKS.lock().await;
     let per_client = format!("share:{}:{}", link.id, client_ip.0);
     let per_link = format!("share:{}", link.id);
     for (key, limit) in [(&per_client, PASSWORD_LIMIT_PER_CLIENT), (&per_link, PASSWORD_LIMIT_PER_LINK)] {
@@ -291,6 +300,7 @@ async fn open_capability(
     state: &AppState,
     token: &str,
     capability: &str,
+    purpose: Purpose,
 ) -> Result<Result<(LinkRow, BuildRow), ApiError>, ApiError> {
     let Some(link) = link_by_token(state, token).await? else {
         return Ok(Err(ApiError::not_found("The link")));
@@ -301,7 +311,7 @@ async fn open_capability(
         LinkState::Expired(at) => return Ok(Err(Gone::Link(LinkState::Expired(at)).error())),
         LinkState::Active | LinkState::Exhausted(_) => {}
     }
-    let opened = match state.sharing.verify_capability(&link.id, capability, now) {
+    let opened = match state.sharing.verify_capability(&link.id, capability, purpose, now) {
         Ok(opened) => opened,
         Err(CapabilityRefused::Invalid) => {
             return Ok(Err(ApiError::new(
@@ -333,18 +343,26 @@ async fn open_capability(
     Ok(Ok((link, build)))
 }
 
-/// `GET /s/{token}/{capability}/manifest.plist`: counts an install against the link's limit.
+/// `GET /s/{token}/{capability}/manifest.plist`: counts an install against the link's limit
+/// and names the `.ipa` with a package capability. A `HEAD` (a link checker) counts nothing
+/// and is answered without a body.
 pub async fn share_manifest(
     State(state): State<AppState>,
+    method: Method,
     headers: HeaderMap,
     Path((token, capability)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let (link, build) = open_capability(&state, &token, &capability).await??;
+    let (link, build) = open_capability(&state, &token, &capability, Purpose::Page).await??;
+    if method == Method::HEAD {
+        return Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], "")
+            .into_response());
+    }
     if !state.db.count_link_install(&link.id).await? {
         return Err(Gone::Link(LinkState::Exhausted(link.max_installs.unwrap_or(0))).error());
     }
     analytics::record(&state, &headers, &build.id, Some(&link.id), EventKind::Manifest).await;
-    manifest_response(&build, &capability_urls(&base_url(&state, &headers), &link, &capability, &build))
+    let package = state.sharing.capability(&link, &build.id, Purpose::Package, OffsetDateTime::now_utc());
+    manifest_response(&build, &capability_urls(&base_url(&state, &headers), &link, &build, &capability, &package))
 }
 
 /// `GET|HEAD /s/{token}/{capability}/app.ipa`.
@@ -354,7 +372,7 @@ pub async fn share_ipa(
     headers: HeaderMap,
     Path((token, capability)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let (link, build) = open_capability(&state, &token, &capability).await??;
+    let (link, build) = open_capability(&state, &token, &capability, Purpose::Package).await??;
     super::download::serve_ipa(&state, &build, Some(&link.id), &method, &headers).await
 }
 
@@ -364,7 +382,7 @@ pub async fn share_icon(
     headers: HeaderMap,
     Path((token, capability)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let (_, build) = open_capability(&state, &token, &capability).await??;
+    let (_, build) = open_capability(&state, &token, &capability, Purpose::Page).await??;
     super::download::serve_icon(&state, &build, &headers).await
 }
 

@@ -5,6 +5,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use otaship_ipa::builder::{IpaBuilder, profile_plist};
+use otaship_server::sharing::Purpose;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -202,30 +203,48 @@ async fn capabilities_outside_their_window_or_for_another_build_are_refused() {
         }
     };
     // Within its window, for the link's build: served.
-    let (status, _) = get(sharing.capability_for_window(&stored.id, first_id, now - 60, now + 600)).await;
+    let (status, _) =
+        get(sharing.capability_for_window(&stored.id, first_id, Purpose::Package, now - 60, now + 600)).await;
     assert_eq!(status, StatusCode::OK);
     // Its window closed, or not yet open.
-    let (status, code) = get(sharing.capability_for_window(&stored.id, first_id, now - 7200, now - 1)).await;
+    let (status, code) =
+        get(sharing.capability_for_window(&stored.id, first_id, Purpose::Package, now - 7200, now - 1)).await;
     assert_eq!((status, code), (StatusCode::GONE, json!("capability-expired")));
-    let (status, code) = get(sharing.capability_for_window(&stored.id, first_id, now + 3600, now + 7200)).await;
+    let (status, code) =
+        get(sharing.capability_for_window(&stored.id, first_id, Purpose::Package, now + 3600, now + 7200)).await;
     assert_eq!((status, code), (StatusCode::GONE, json!("capability-expired")));
     // Another build: a valid signature for a build this link does not share is refused, and so
     // is a capability whose build was swapped.
-    let (status, code) = get(sharing.capability_for_window(&stored.id, second_id, now - 60, now + 600)).await;
+    let (status, code) =
+        get(sharing.capability_for_window(&stored.id, second_id, Purpose::Package, now - 60, now + 600)).await;
     assert_eq!((status, code), (StatusCode::FORBIDDEN, json!("capability-invalid")));
-    let swapped =
-        sharing.capability_for_window(&stored.id, first_id, now - 60, now + 600).replacen(first_id, second_id, 1);
+    let swapped = sharing
+        .capability_for_window(&stored.id, first_id, Purpose::Package, now - 60, now + 600)
+        .replacen(first_id, second_id, 1);
     let (status, code) = get(swapped).await;
     assert_eq!((status, code), (StatusCode::FORBIDDEN, json!("capability-invalid")));
     // Another link's capability, a stretched window, junk.
-    let (status, _) = get(sharing.capability_for_window("another-link", first_id, now - 60, now + 600)).await;
+    let (status, _) =
+        get(sharing.capability_for_window("another-link", first_id, Purpose::Package, now - 60, now + 600)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let stretched = sharing.capability_for_window(&stored.id, first_id, now - 60, now + 600).replacen(
-        &format!(".{}.", now + 600),
-        &format!(".{}.", now + 999_999),
-        1,
-    );
+    let stretched = sharing
+        .capability_for_window(&stored.id, first_id, Purpose::Package, now - 60, now + 600)
+        .replacen(&format!(".{}.", now + 600), &format!(".{}.", now + 999_999), 1);
     let (status, _) = get(stretched).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A page capability (what the install page hands out) opens the manifest, not the .ipa:
+    // only a manifest fetch, which counts against the link's limit, names the package.
+    let (status, code) =
+        get(sharing.capability_for_window(&stored.id, first_id, Purpose::Page, now - 60, now + 600)).await;
+    assert_eq!((status, code), (StatusCode::FORBIDDEN, json!("capability-invalid")));
+    let html = fresh(&server).get(page).send().await.expect("page").text().await.expect("html");
+    let page_capability = manifest_url_of(&install_href(&html).expect("install"))
+        .trim_start_matches(&format!("{page}/"))
+        .split('/')
+        .next()
+        .expect("capability")
+        .to_owned();
+    let (status, _) = get(page_capability).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = get("not-a-capability".to_owned()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -244,9 +263,15 @@ async fn stopped_links_answer_410_and_say_why() {
     let once = create_link(&server, build_id, json!({"max_installs": 1})).await;
     let html = fresh(&server).get(str_of(&once, "url")).send().await.expect("page").text().await.expect("html");
     let manifest_url = manifest_url_of(&install_href(&html).expect("install"));
-    assert_eq!(fresh(&server).get(&manifest_url).send().await.expect("manifest").status(), StatusCode::OK);
+    // A link checker's HEAD uses up nothing.
+    assert_eq!(fresh(&server).head(&manifest_url).send().await.expect("head").status(), StatusCode::OK);
+    let first = fresh(&server).get(&manifest_url).send().await.expect("manifest");
+    assert_eq!(first.status(), StatusCode::OK);
+    let (package_url, _) = manifest_assets(&first.bytes().await.expect("body"));
     let again = fresh(&server).get(&manifest_url).send().await.expect("manifest");
     assert_eq!(again.status(), StatusCode::GONE);
+    // The install that was counted still downloads.
+    assert_eq!(fresh(&server).get(&package_url).send().await.expect("ipa").status(), StatusCode::OK);
     assert_eq!(again.json::<Value>().await.expect("json")["error"]["code"], "link-exhausted");
     let page = fresh(&server).get(str_of(&once, "url")).send().await.expect("page");
     assert_eq!(page.status(), StatusCode::GONE);
@@ -396,6 +421,10 @@ async fn analytics_count_page_views_installs_and_downloads() {
     let rest = client.get(download_url).header("range", format!("bytes={half}-")).send().await.expect("get");
     assert_eq!(rest.status(), StatusCode::PARTIAL_CONTENT);
     rest.bytes().await.expect("bytes");
+    // A zip reader's look at the end is neither a start nor a completion.
+    let probe = client.get(download_url).header("range", "bytes=-22").send().await.expect("get");
+    assert_eq!(probe.status(), StatusCode::PARTIAL_CONTENT);
+    probe.bytes().await.expect("bytes");
     // A HEAD request is neither.
     assert_eq!(client.head(download_url).send().await.expect("head").status(), StatusCode::OK);
     let analytics = wait_for_completed(&server, build_id, 1).await;
