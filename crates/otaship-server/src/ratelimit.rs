@@ -3,9 +3,11 @@
 //! that every instance behind a load balancer counts the same ones; rows older than
 //! [`MAX_WINDOW`] are pruned whenever a failure is recorded.
 //!
-//! The caller checks before doing the costly or sensitive work, records a failure when the
-//! attempt fails, and clears the key when it succeeds. Checking and recording are separate
-//! statements, so attempts racing each other may get a few past the limit; the limit bounds
+//! The caller takes [`one_at_a_time`], checks before doing the costly or sensitive work,
+//! records a failure when the attempt fails, and clears the key when it succeeds. Within an
+//! instance the turn makes check-then-record atomic, so a burst of parallel guesses cannot all
+//! pass one check, and password hashing (19 MiB of memory each) never runs for many at once;
+//! across instances, attempts racing each other may still get a few past the limit: it bounds
 //! guessing, it is not a counter to the unit.
 
 use std::time::Duration;
@@ -24,6 +26,15 @@ pub struct Limit {
     pub failures: u32,
     /// How far back failures count (at most [`MAX_WINDOW`]).
     pub window: std::time::Duration,
+}
+
+/// The turn every checked attempt holds from its check to its outcome.
+static ATTEMPTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits for this instance's turn to make a checked attempt (sign-in, a link's password, a
+/// password change); the turn ends when the guard is dropped.
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    ATTEMPTS.lock().await
 }
 
 /// The longest window a limit can have: failures older than this are deleted.

@@ -322,6 +322,7 @@ pub async fn change_password(
     };
     // Guessing the current password through this form counts as guessing it at sign-in.
     let by_username = username_key(session.signed_in_as());
+    let _turn = ratelimit::one_at_a_time().await;
     if let Err(limited) = ratelimit::check(&state.db, &by_username, super::ui::SIGNIN_PER_USERNAME).await {
         return Err(limited.into());
     }

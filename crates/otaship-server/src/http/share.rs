@@ -231,9 +231,6 @@ const PASSWORD_LIMIT_PER_CLIENT: crate::ratelimit::Limit =
 const PASSWORD_LIMIT_PER_LINK: crate::ratelimit::Limit =
     crate::ratelimit::Limit { failures: 50, window: std::time::Duration::from_secs(60 * 60) };
 
-/// Serialises link password checks (see [`share_password`]).
-static PASSWORD_CHECKS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// `POST /s/{token}`: checks the password; on success the browser gets a cookie for this
 /// link's page (the installer never needs it) and is sent back to the page.
 pub async fn share_password(
@@ -251,10 +248,8 @@ pub async fn share_password(
     let Some(hash) = link.password_hash.clone() else {
         return Ok(Redirect::to(&format!("/s/{}", link.token)).into_response());
     };
-    // One password check at a time on this instance: parallel guesses each see the failures
-    // recorded before them (checking and recording are two statements), and argon2's memory
-    // (19 MiB a check) stays bounded however many arrive.
-    let _turn = PASSWORD_CHECKS.lock().await;
+    // Parallel guesses each see the failures recorded before them (see `ratelimit`).
+    let _turn = crate::ratelimit::one_at_a_time().await;
     let per_client = format!("share:{}:{}", link.id, client_ip.0);
     let per_link = format!("share:{}", link.id);
     for (key, limit) in [(&per_client, PASSWORD_LIMIT_PER_CLIENT), (&per_link, PASSWORD_LIMIT_PER_LINK)] {

@@ -328,6 +328,7 @@ pub async fn signin(
         Ok(page)
     };
     let by_address = address_key(ip);
+    let _turn = ratelimit::one_at_a_time().await;
     if let Err(limited) = ratelimit::check(&state.db, &by_address, SIGNIN_PER_ADDRESS).await {
         return answer(limited);
     }
