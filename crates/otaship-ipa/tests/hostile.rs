@@ -190,11 +190,11 @@ fn too_many_entries_are_refused_before_the_directory_is_read() {
     }
     let limits = Limits { max_entries: 100, ..Limits::default() };
     let options = InspectOptions { limits, ..options() };
-    let error = inspect_ipa(many.to_bytes().as_slice(), &options).err().expect("refused");
+    let Err(error) = inspect_ipa(many.to_bytes().as_slice(), &options) else { panic!("refused") };
     assert_eq!(error.code(), "zip-too-many-entries");
     let limits = Limits { max_central_directory_bytes: 1024, ..Limits::default() };
     let options = InspectOptions { limits, ..options };
-    let error = inspect_ipa(many.to_bytes().as_slice(), &options).err().expect("refused");
+    let Err(error) = inspect_ipa(many.to_bytes().as_slice(), &options) else { panic!("refused") };
     assert_eq!(error.code(), "zip-directory-too-large");
 }
 
@@ -423,7 +423,7 @@ fn find(haystack: &[u8], needle: &[u8], occurrence: usize) -> usize {
         .filter(|(_, window)| *window == needle)
         .nth(occurrence)
         .map(|(at, _)| at)
-        .expect("present")
+        .unwrap_or_else(|| panic!("the needle is not present {occurrence} times"))
 }
 
 // Regression tests from the review of the reader (each was a confirmed way in).
@@ -576,9 +576,10 @@ fn a_profile_with_thousands_of_signers_is_refused_quickly() {
         0x30,
         &[tlv(0x06, &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02]), tlv(0xa0, &signed_data)].concat(),
     );
-    let error = otaship_ipa::read_profile(&message, &Limits::default(), datetime!(2026-11-21 0:00 UTC), "p")
-        .err()
-        .expect("refused");
+    let Err(error) = otaship_ipa::read_profile(&message, &Limits::default(), datetime!(2026-11-21 0:00 UTC), "p")
+    else {
+        panic!("refused")
+    };
     assert_eq!(error.code(), "profile-malformed");
 }
 

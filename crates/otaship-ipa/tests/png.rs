@@ -1,6 +1,7 @@
 //! The CgBI decoder against real crushed icons (pixel digests from an independent decoder,
 //! `reference/cgbi_reference.py`) and against synthetic crushed images of every colour type,
 //! bit depth, filter and interlace method, built by a small encoder in this file.
+#![expect(clippy::expect_used, reason = "test helpers cannot go on without their input")]
 
 use std::io::Write;
 
@@ -260,7 +261,7 @@ impl BitWriter {
             16 => self.bytes.extend_from_slice(&value.to_be_bytes()),
             8 => self.bytes.push(value as u8),
             _ => {
-                if self.bits % 8 == 0 {
+                if self.bits.is_multiple_of(8) {
                     self.bytes.push(0);
                 }
                 let shift = 8 - usize::from(depth) - self.bits % 8;
