@@ -258,20 +258,36 @@ fn page_from(document: &Value) -> ApiPage {
     let mut schemas = Vec::new();
     if let Some(found) = document["components"]["schemas"].as_object() {
         for (name, schema) in found {
-            let required: Vec<&str> =
-                schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            let properties = schema["properties"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(property, value)| Field {
-                    name: property.clone(),
-                    kind: kind(value),
-                    link: None,
-                    required: required.contains(&property.as_str()),
-                    description: text(value, "description"),
-                })
-                .collect();
+            // A schema that extends another (`allOf`, from `#[serde(flatten)]`) lists the other's
+            // fields by reference, then its own.
+            let parts = match schema.get("allOf").and_then(Value::as_array) {
+                Some(parts) => parts.iter().collect(),
+                None => vec![schema],
+            };
+            let mut properties = Vec::new();
+            for part in parts {
+                if let Some(base) = referenced_schema(part) {
+                    properties.push(Field {
+                        name: "…".to_owned(),
+                        description: format!("every field of {base}"),
+                        kind: base.clone(),
+                        link: Some(base),
+                        required: true,
+                    });
+                    continue;
+                }
+                let required: Vec<&str> =
+                    part["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                properties.extend(part["properties"].as_object().into_iter().flatten().map(|(property, value)| {
+                    Field {
+                        name: property.clone(),
+                        kind: kind(value),
+                        link: None,
+                        required: required.contains(&property.as_str()),
+                        description: text(value, "description"),
+                    }
+                }));
+            }
             schemas.push(Schema { name: name.clone(), description: text(schema, "description"), properties });
         }
     }
@@ -316,6 +332,11 @@ mod tests {
         let page = page_from(&document);
         assert_eq!(page.operations.len(), 33);
         assert!(page.schemas.iter().any(|schema| schema.name == "BuildJson" && !schema.properties.is_empty()));
+        // A flattened schema shows its own fields and the one it extends.
+        let created = page.schemas.iter().find(|schema| schema.name == "CreatedWebhookJson").expect("schema");
+        let names: Vec<&str> = created.properties.iter().map(|field| field.name.as_str()).collect();
+        assert_eq!(names, ["…", "secret"]);
+        assert_eq!(created.properties[0].link.as_deref(), Some("WebhookJson"));
     }
 
     #[test]

@@ -156,24 +156,9 @@ impl WebhookJson {
 /// A new webhook, with its secret: the only time the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedWebhookJson {
-    /// Its id.
-    id: String,
-    /// Where deliveries are POSTed.
-    #[schema(example = "https://hooks.example.com/otaship")]
-    url: String,
-    /// `json` (otaship's event document) or `slack` (`{"text": ...}`).
-    #[schema(example = "json")]
-    kind: String,
-    /// The events it receives: `build.uploaded`, `profile.expiring`.
-    events: Vec<String>,
-    /// Only this app's events, when set.
-    bundle_id: Option<String>,
-    /// `profile.expiring` fires when a profile expires within this many days.
-    expiry_days: u32,
-    /// A paused webhook receives no new events.
-    enabled: bool,
-    /// RFC 3339.
-    created_at: String,
+    /// The webhook as every other answer shows it.
+    #[serde(flatten)]
+    webhook: WebhookJson,
     /// The HMAC-SHA256 key of `X-Otaship-Signature` (its UTF-8 bytes). Keep it: it is not
     /// shown again.
     #[schema(example = "whsec_3f2a...")]
@@ -182,18 +167,7 @@ pub struct CreatedWebhookJson {
 
 impl CreatedWebhookJson {
     fn new(webhook: WebhookRow) -> Self {
-        let shown = WebhookJson::new(&webhook);
-        CreatedWebhookJson {
-            id: shown.id,
-            url: shown.url,
-            kind: shown.kind,
-            events: shown.events,
-            bundle_id: shown.bundle_id,
-            expiry_days: shown.expiry_days,
-            enabled: shown.enabled,
-            created_at: shown.created_at,
-            secret: webhook.secret,
-        }
+        CreatedWebhookJson { webhook: WebhookJson::new(&webhook), secret: webhook.secret }
     }
 }
 
