@@ -2,12 +2,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otaship_ipa::{inspect_ipa, InspectOptions, Limits};
+use otaship_ipa::{InspectOptions, Limits, inspect_ipa};
 
 fuzz_target!(|data: &[u8]| {
-    let options = InspectOptions {
-        limits: Limits::default(),
-        now: time::OffsetDateTime::UNIX_EPOCH,
-    };
+    let options = InspectOptions { limits: Limits::default(), now: time::OffsetDateTime::UNIX_EPOCH };
     let _ = inspect_ipa(data, &options);
 });

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otaship_ipa::{read_profile, Limits};
+use otaship_ipa::{Limits, read_profile};
 
 fuzz_target!(|data: &[u8]| {
     let _ = read_profile(data, &Limits::default(), time::OffsetDateTime::UNIX_EPOCH, "fuzz");

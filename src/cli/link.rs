@@ -30,35 +30,11 @@ pub fn run(args: &LinkArgs) -> Result<(), Failure> {
     }
 }
 
-/// The manifest URL given directly, or carried by an `itms-services` link.
+/// The manifest URL given directly, or carried by an `itms-services` link (read by
+/// [`otaship_doctor::link::manifest_url_of`], which is fuzzed).
 fn manifest_url(input: &str) -> Result<url::Url, Failure> {
-    let refused = |message: String| Failure::Refused { code: "bad-manifest-url".into(), message };
-    let text = if input.get(..16).is_some_and(|scheme| scheme.eq_ignore_ascii_case("itms-services://")) {
-        let query = input.split_once('?').map(|(_, query)| query).unwrap_or("");
-        let pairs: Vec<&str> = query.split('&').collect();
-        let index = pairs
-            .iter()
-            .position(|pair| pair.starts_with("url="))
-            .ok_or_else(|| refused(format!("{input:?} has no url= parameter")))?;
-        let value = &pairs[index]["url=".len()..];
-        // An encoded URL ends at the next `&`; a hand-made link may leave the URL unencoded, and
-        // then everything after `url=` is the URL, whatever `&` it holds.
-        // (An `action=` pair after it belongs to the link, not to the URL; and an unencoded URL is
-        // taken as it is, since its own `%xx` must stay encoded.)
-        if value.contains("://") {
-            let rest: Vec<&str> = pairs[index..].iter().copied().filter(|pair| !pair.starts_with("action=")).collect();
-            rest.join("&")["url=".len()..].to_owned()
-        } else {
-            percent_encoding::percent_decode_str(value).decode_utf8_lossy().into_owned()
-        }
-    } else {
-        input.to_owned()
-    };
-    let url = url::Url::parse(&text).map_err(|error| refused(format!("{text:?} is not a URL: {error}")))?;
-    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
-        return Err(refused(format!("{text:?} is not an https:// URL")));
-    }
-    Ok(url)
+    otaship_doctor::link::manifest_url_of(input)
+        .map_err(|message| Failure::Refused { code: "bad-manifest-url".into(), message })
 }
 
 fn html_attribute(text: &str) -> String {

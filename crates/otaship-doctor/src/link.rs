@@ -189,6 +189,38 @@ pub fn check_manifest_url(url: &str, findings: &mut Vec<Finding>) {
     }
 }
 
+/// The manifest URL a person hands over (to `otaship link`): the URL itself, or the one an
+/// `itms-services` link carries. The error says why the input is neither.
+///
+/// Lenient where [`check`] is strict: a hand-made link whose URL was left unencoded (its value
+/// holds `://`) yields everything after `url=`, `&`s included, with the URL's own `%xx` left as
+/// they are; an encoded value ends at the next `&` and is decoded once.
+pub fn manifest_url_of(input: &str) -> Result<url::Url, String> {
+    let text = if input.get(..16).is_some_and(|scheme| scheme.eq_ignore_ascii_case("itms-services://")) {
+        let query = input.split_once('?').map(|(_, query)| query).unwrap_or("");
+        let pairs: Vec<&str> = query.split('&').collect();
+        let index = pairs
+            .iter()
+            .position(|pair| pair.starts_with("url="))
+            .ok_or_else(|| format!("{input:?} has no url= parameter"))?;
+        let value = &pairs[index]["url=".len()..];
+        if value.contains("://") {
+            // An `action=` pair after the URL belongs to the link, not to the URL.
+            let rest: Vec<&str> = pairs[index..].iter().copied().filter(|pair| !pair.starts_with("action=")).collect();
+            rest.join("&")["url=".len()..].to_owned()
+        } else {
+            percent_decode(value)
+        }
+    } else {
+        input.to_owned()
+    };
+    let url = url::Url::parse(&text).map_err(|error| format!("{text:?} is not a URL: {error}"))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+        return Err(format!("{text:?} is not an https:// URL"));
+    }
+    Ok(url)
+}
+
 /// Decodes `%XX` escapes (invalid ones are kept as they are).
 pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
