@@ -38,6 +38,78 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// What a database failure means for the request that met it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFailure {
+    /// The row does not exist.
+    NotFound,
+    /// The database cannot be reached now: stopped, restarting, shutting down, unreachable, or
+    /// no connection came free in time. Nothing is wrong with the request; it may succeed later,
+    /// and the pool reconnects by itself once the database answers again.
+    Unavailable,
+    /// The database could not write because its disk is full.
+    DiskFull,
+    /// Anything else: a bug, a damaged database, a statement the database refused.
+    Other,
+}
+
+/// SQLite's primary result code for a full disk (`SQLITE_FULL`); extended codes carry it in
+/// their low byte.
+const SQLITE_FULL: i32 = 13;
+
+/// PostgreSQL's SQLSTATEs of a database that is going away or not there yet: `admin_shutdown`
+/// (a fast or immediate stop), `crash_shutdown` (another backend crashed), `cannot_connect_now`
+/// (starting up or shutting down), and `too_many_connections`.
+const PG_UNAVAILABLE: [&str; 4] = ["57P01", "57P02", "57P03", "53300"];
+
+/// PostgreSQL's SQLSTATE for a full disk (`disk_full`).
+const PG_DISK_FULL: &str = "53100";
+
+impl DbError {
+    /// Classifies the failure: whether to tell the client to come back later, that the disk is
+    /// full, or that the server failed.
+    pub fn failure(&self) -> DbFailure {
+        match self {
+            DbError::NotFound => DbFailure::NotFound,
+            DbError::Sqlx(error) => classify(error),
+            DbError::Migrate(
+                sqlx::migrate::MigrateError::Execute(error) | sqlx::migrate::MigrateError::ExecuteMigration(error, _),
+            ) => classify(error),
+            DbError::Migrate(_) => DbFailure::Other,
+        }
+    }
+}
+
+fn classify(error: &sqlx::Error) -> DbFailure {
+    match error {
+        // A write SQLite could not make (its file is local), or the connection to PostgreSQL.
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28) => {
+            DbFailure::DiskFull
+        }
+        // Refused, reset, cut off; a TLS handshake with a server that went away; every
+        // connection attempt refused until the acquire timeout; the pool closing on shutdown.
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            DbFailure::Unavailable
+        }
+        sqlx::Error::Database(database) => {
+            let code = database.code();
+            if database.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // An extended result code, in decimal.
+                let primary = code.and_then(|code| code.parse::<i32>().ok()).map(|code| code & 0xff);
+                return if primary == Some(SQLITE_FULL) { DbFailure::DiskFull } else { DbFailure::Other };
+            }
+            match code.as_deref() {
+                Some(PG_DISK_FULL) => DbFailure::DiskFull,
+                Some(code) if PG_UNAVAILABLE.contains(&code) => DbFailure::Unavailable,
+                // Class 08: connection exceptions.
+                Some(code) if code.starts_with("08") => DbFailure::Unavailable,
+                _ => DbFailure::Other,
+            }
+        }
+        _ => DbFailure::Other,
+    }
+}
+
 /// Which database, from `--database`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
@@ -1264,7 +1336,42 @@ fn parse_time(text: String) -> Result<OffsetDateTime, DbError> {
 
 #[cfg(test)]
 mod tests {
-    use super::DatabaseUrl;
+    use super::{DatabaseUrl, DbError, DbFailure};
+    use sqlx::Connection;
+
+    #[test]
+    fn connection_failures_mean_unavailable() {
+        let io = |kind: std::io::ErrorKind| DbError::Sqlx(sqlx::Error::Io(kind.into())).failure();
+        assert_eq!(io(std::io::ErrorKind::ConnectionRefused), DbFailure::Unavailable);
+        assert_eq!(io(std::io::ErrorKind::ConnectionReset), DbFailure::Unavailable);
+        assert_eq!(io(std::io::ErrorKind::UnexpectedEof), DbFailure::Unavailable);
+        assert_eq!(io(std::io::ErrorKind::StorageFull), DbFailure::DiskFull);
+        assert_eq!(DbError::Sqlx(sqlx::Error::PoolTimedOut).failure(), DbFailure::Unavailable);
+        assert_eq!(DbError::NotFound.failure(), DbFailure::NotFound);
+        assert_eq!(DbError::Sqlx(sqlx::Error::RowNotFound).failure(), DbFailure::Other);
+        assert_eq!(DbError::Sqlx(sqlx::Error::Protocol("garbage".into())).failure(), DbFailure::Other);
+    }
+
+    /// SQLite says `SQLITE_FULL` when its file cannot grow: on a full disk, and, as here, past
+    /// `max_page_count`.
+    #[tokio::test]
+    async fn a_full_sqlite_file_is_a_full_disk() {
+        let mut connection = sqlx::SqliteConnection::connect("sqlite::memory:").await.expect("SQLite");
+        sqlx::query("CREATE TABLE filler (bytes BLOB)").execute(&mut connection).await.expect("table");
+        sqlx::query("PRAGMA max_page_count = 16").execute(&mut connection).await.expect("pragma");
+        let mut failed = None;
+        for _ in 0..64 {
+            if let Err(error) = sqlx::query("INSERT INTO filler VALUES (zeroblob(4096))").execute(&mut connection).await
+            {
+                failed = Some(error);
+                break;
+            }
+        }
+        let error = DbError::from(failed.expect("the file stops growing"));
+        assert_eq!(error.failure(), DbFailure::DiskFull, "{error}");
+        let broken = sqlx::query("SELECT * FROM no_such_table").execute(&mut connection).await.expect_err("no table");
+        assert_eq!(DbError::from(broken).failure(), DbFailure::Other);
+    }
 
     #[test]
     fn the_engine_comes_from_the_url() {

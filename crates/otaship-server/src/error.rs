@@ -9,7 +9,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::db::DbError;
+use crate::db::{DbError, DbFailure};
 
 /// An error answered to a client.
 #[derive(Debug)]
@@ -68,11 +68,44 @@ impl ApiError {
     }
 }
 
+/// How long a client should wait before trying again when the database is unreachable: about
+/// what a restart of PostgreSQL or a fail-over takes.
+const DATABASE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl ApiError {
+    /// 507: the disk the server writes to (its data directory, object storage's or the
+    /// database's) is full.
+    pub fn storage_full() -> Self {
+        ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage-full",
+            "The server's disk is full; free space in its data directory (or delete old builds), then upload again.",
+        )
+    }
+
+    /// 503: the database does not answer; logged as a warning, not as a failure of the request.
+    pub fn database_unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "the database is unavailable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database-unavailable",
+            "The server cannot reach its database right now; try again in a moment. If this lasts, check that \
+             the database server is running and reachable from otaship (the server's log says more).",
+        )
+        .with_retry_after(DATABASE_RETRY_AFTER)
+    }
+}
+
 impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {
-        match error {
-            DbError::NotFound => ApiError::not_found("The build or app"),
-            other => ApiError::internal(other),
+        match error.failure() {
+            DbFailure::NotFound => ApiError::not_found("The build or app"),
+            DbFailure::Unavailable => ApiError::database_unavailable(error),
+            DbFailure::DiskFull => {
+                tracing::error!(%error, "the database's disk is full");
+                ApiError::storage_full()
+            }
+            DbFailure::Other => ApiError::internal(error),
         }
     }
 }

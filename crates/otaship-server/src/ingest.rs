@@ -124,11 +124,7 @@ pub fn storage_error(error: io::Error) -> ApiError {
              says more).",
         )
     } else if error.kind() == io::ErrorKind::StorageFull || error.raw_os_error() == Some(28) {
-        ApiError::new(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "storage-full",
-            "The server's disk is full; free space in its data directory (or delete old builds), then upload again.",
-        )
+        ApiError::storage_full()
     } else {
         ApiError::internal(error)
     }
