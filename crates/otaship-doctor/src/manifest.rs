@@ -151,9 +151,13 @@ pub async fn check_url(url: &str, options: &Options) -> (Vec<Finding>, ManifestS
 pub fn check_bytes(bytes: &[u8]) -> (Vec<Finding>, ManifestSeen) {
     let mut findings = Vec::new();
     let mut seen = ManifestSeen::default();
-    let value = match Value::from_reader(std::io::Cursor::new(bytes)) {
+    // Bounded like every plist otaship reads: a binary plist may reference one object many
+    // times, and expanded naively a few hundred bytes become billions of values.
+    let limits = otaship_ipa::Limits::default();
+    let budget = otaship_ipa::Budget::new(limits.max_metadata_bytes);
+    let value = match otaship_ipa::plist::parse(bytes, &limits, &budget, "the manifest") {
         Ok(value) => value,
-        Err(error) => {
+        Err(otaship_ipa::IpaError::MalformedPlist { detail, .. }) => {
             let looks_like_html =
                 bytes.iter().take(512).copied().map(|byte| byte.to_ascii_lowercase()).collect::<Vec<_>>();
             let hint = if looks_like_html.windows(5).any(|window| window == b"<html") {
@@ -163,8 +167,17 @@ pub fn check_bytes(bytes: &[u8]) -> (Vec<Finding>, ManifestSeen) {
             };
             findings.push(Finding::error(
                 "manifest-not-plist",
-                format!("The manifest is not a valid plist: {error}."),
+                format!("The manifest is not a valid plist: {detail}."),
                 hint,
+            ));
+            return (findings, seen);
+        }
+        Err(error) => {
+            findings.push(Finding::error(
+                "manifest-too-complex",
+                format!("The manifest is refused: {error} (a real manifest holds a few dozen values)."),
+                "Point the link at the manifest.plist that describes the build (one item, its assets and \
+                 metadata), written by otaship or Xcode.",
             ));
             return (findings, seen);
         }
