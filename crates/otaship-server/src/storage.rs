@@ -89,6 +89,19 @@ fn object_error(error: object_store::Error) -> io::Error {
     }
 }
 
+/// object_store's buffered writer hands its failures over as plain `io::Error`s; this marks them
+/// again as the object store's ([`ObjectStoreFailure`]), as every other call's are.
+fn writer_error(error: io::Error) -> io::Error {
+    if !error.get_ref().is_some_and(|inner| inner.is::<object_store::Error>()) {
+        return error;
+    }
+    match error.into_inner().map(|inner| inner.downcast::<object_store::Error>()) {
+        Some(Ok(failure)) => object_error(*failure),
+        Some(Err(other)) => io::Error::other(other),
+        None => io::Error::other("object storage failed"),
+    }
+}
+
 /// A blob (or part object) found by listing.
 #[derive(Debug, Clone)]
 pub struct StoredObject {
@@ -431,7 +444,7 @@ impl PartWriter {
     /// Appends bytes.
     pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         match &mut self.writer {
-            Some(writer) => writer.write_all(bytes).await,
+            Some(writer) => writer.write_all(bytes).await.map_err(writer_error),
             None => Err(io::Error::other("the part was already finished")),
         }
     }
@@ -439,7 +452,7 @@ impl PartWriter {
     /// Finishes the object: it exists from now on.
     pub async fn finish(mut self) -> io::Result<()> {
         match self.writer.take() {
-            Some(mut writer) => writer.shutdown().await,
+            Some(mut writer) => writer.shutdown().await.map_err(writer_error),
             None => Ok(()),
         }
     }
@@ -452,10 +465,27 @@ impl PartWriter {
     }
 }
 
+/// How object storage requests are retried: through a passing error (a 5xx, `SlowDown`, a reset
+/// connection) but not for long. `object_store` alone retries for up to three minutes, so while
+/// the store is down every download and upload would hang that long before its `503`.
+fn s3_retries() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: 10,
+        retry_timeout: Duration::from_secs(10),
+    }
+}
+
 fn s3_builder(bucket: &str, options: &S3Options) -> AmazonS3Builder {
     // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL...
-    let mut builder =
-        AmazonS3Builder::from_env().with_bucket_name(bucket).with_virtual_hosted_style_request(options.virtual_hosted);
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_virtual_hosted_style_request(options.virtual_hosted)
+        .with_retry(s3_retries());
     if let Some(id) = &options.access_key_id {
         builder = builder.with_access_key_id(id);
     }
@@ -486,18 +516,21 @@ impl ObjectBackend {
             UPLOAD_BUFFER,
         )
         .with_max_concurrency(UPLOAD_CONCURRENCY);
-        let written = async {
+        let streamed = async {
             while let Some(chunk) = stream.next().await {
-                writer.write_all(&chunk?).await?;
+                writer.write_all(&chunk?).await.map_err(writer_error)?;
             }
-            writer.shutdown().await
+            Ok::<(), io::Error>(())
         }
         .await;
-        if let Err(error) = written {
+        if let Err(error) = streamed {
             let _ = writer.abort().await;
             return Err(error);
         }
-        Ok(())
+        // Not aborted if this fails: a writer that began shutting down cannot be (object_store
+        // panics), and holds no more than an incomplete multipart upload, out of sight, which
+        // the bucket's lifecycle rule removes (see DEPLOY.md).
+        writer.shutdown().await.map_err(writer_error)
     }
 
     async fn read(&self, relative: &str, range: Option<std::ops::Range<u64>>) -> io::Result<ByteStream> {

@@ -19,7 +19,10 @@ use crate::error::{ApiError, ErrorDetail, ErrorJson};
         title = "otaship API",
         description = "Upload iOS builds and get install links. Every route takes an API token as \
             `Authorization: Bearer TOKEN` (create one with `otaship token create`). Errors are \
-            `{\"error\": {\"code\", \"message\"}}` with a stable `code` and a sentence that says what to do.\n\n\
+            `{\"error\": {\"code\", \"message\"}}` with a stable `code` and a sentence that says what to do. \
+            Any route may answer `503` while the server cannot reach its database (code \
+            `database-unavailable`) or, for routes that store or serve files, its object storage (code \
+            `storage-unavailable`): try again after the `Retry-After` delay, or in a moment.\n\n\
             Tokens have a scope. An `admin` token (`otaship token create --scope admin`, the default) may use \
             every route. An `upload` token (`otaship token create --scope upload`), meant for CI, may only \
             upload: `POST /api/v1/builds` and the `/api/v1/uploads` routes; any other route answers `403` with \

@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use plist::{Dictionary, Value};
 use serde_json::Value as Json;
 
+use super::ui::PageError;
 use super::{BuildUrls, base_url, itms_link};
 use crate::db::{BuildRow, EventKind};
 use crate::error::ApiError;
@@ -133,18 +134,19 @@ struct InstallPage {
 #[template(path = "not_found.html")]
 struct NotFoundPage;
 
-/// `GET /i/{token}`: the install page.
+/// `GET /i/{token}`: the install page (its errors, such as a database that does not answer,
+/// are pages too: a tester's browser shows them).
 pub async fn install_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(token): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, PageError> {
     let Some(build) = super::build_by_token(&state, &token).await? else {
-        return not_found_page();
+        return Ok(not_found_page()?);
     };
     let view = BuildView::new(&build, &base_url(&state, &headers))?;
     analytics::record(&state, &headers, &build.id, None, EventKind::PageView).await;
-    render_install_page(&state, &headers, &build, view).await
+    Ok(render_install_page(&state, &headers, &build, view).await?)
 }
 
 /// The page for a link that names no build.

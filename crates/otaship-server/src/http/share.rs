@@ -12,6 +12,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::pages::{BuildView, manifest_response, not_found_page, render_install_page};
+use super::ui::PageError;
 use super::{BuildUrls, base_url};
 use crate::db::{BuildRow, DbError, EventKind, LinkRow};
 use crate::error::ApiError;
@@ -177,12 +178,13 @@ fn capability_urls(base: &str, link: &LinkRow, build: &BuildRow, page: &str, pac
     }
 }
 
-/// `GET /s/{token}`: the password page, or the install page with capability URLs.
+/// `GET /s/{token}`: the password page, or the install page with capability URLs (errors are
+/// pages too).
 pub async fn share_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(token): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, PageError> {
     let now = OffsetDateTime::now_utc();
     let (link, build) = match open_link(&state, &token, now).await? {
         Ok(opened) => opened,
@@ -191,7 +193,7 @@ pub async fn share_page(
     let passed =
         super::ui::cookie(&headers, PASSED_COOKIE).is_some_and(|value| state.sharing.passed(&link, value, now));
     if link.password_hash.is_some() && !passed {
-        return password_page(&state, &headers, &build, None, StatusCode::OK);
+        return Ok(password_page(&state, &headers, &build, None, StatusCode::OK)?);
     }
     analytics::record(&state, &headers, &build.id, Some(&link.id), EventKind::PageView).await;
     let base = base_url(&state, &headers);
@@ -201,7 +203,7 @@ pub async fn share_page(
     let mut view = BuildView::with_urls(&build, capability_urls(&base, &link, &build, &page, &page))?;
     // The way back from device registration would reveal the build's own install URL.
     view.token.clear();
-    render_install_page(&state, &headers, &build, view).await
+    Ok(render_install_page(&state, &headers, &build, view).await?)
 }
 
 fn password_page(
@@ -239,7 +241,7 @@ pub async fn share_password(
     client_ip: super::ClientIp,
     Path(token): Path<String>,
     Form(form): Form<PasswordForm>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, PageError> {
     let now = OffsetDateTime::now_utc();
     let (link, build) = match open_link(&state, &token, now).await? {
         Ok(opened) => opened,
@@ -267,13 +269,13 @@ pub async fn share_password(
     if !matches {
         crate::ratelimit::record_failure(&state.db, &per_client).await?;
         crate::ratelimit::record_failure(&state.db, &per_link).await?;
-        return password_page(
+        return Ok(password_page(
             &state,
             &headers,
             &build,
             Some("That password is not right. Check it with the person who shared the link."),
             StatusCode::UNAUTHORIZED,
-        );
+        )?);
     }
     crate::ratelimit::clear(&state.db, &per_client).await?;
     let until = now + PASSED_LIFETIME;
@@ -382,26 +384,26 @@ pub async fn share_icon(
 }
 
 /// `GET /c/{token}`: the install page of the newest build of an app's channel. The URL never
-/// changes; the build behind it does, with each upload to the channel.
+/// changes; the build behind it does, with each upload to the channel. Errors are pages too.
 pub async fn channel_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(token): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, PageError> {
     if token.len() != 32 || !token.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-        return not_found_page();
+        return Ok(not_found_page()?);
     }
     let Some((bundle_id, channel)) = state.db.channel_of_page(&token).await? else {
-        return not_found_page();
+        return Ok(not_found_page()?);
     };
     let Some(build) = state.db.latest_in_channel(&bundle_id, &channel).await? else {
-        return Gone::ChannelEmpty.page();
+        return Ok(Gone::ChannelEmpty.page()?);
     };
     let mut view = BuildView::new(&build, &base_url(&state, &headers))?;
     // The QR code and "Copy link" give the channel's page, which outlives this build.
     view.urls.install = channel_page_url(&base_url(&state, &headers), &token);
     analytics::record(&state, &headers, &build.id, None, EventKind::PageView).await;
-    render_install_page(&state, &headers, &build, view).await
+    Ok(render_install_page(&state, &headers, &build, view).await?)
 }
 
 /// The stable page URL of an (app, channel), made the first time it is asked for.

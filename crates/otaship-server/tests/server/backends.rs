@@ -4,7 +4,8 @@
 //! anything else (the default) runs them on SQLite and local disk. Tests about several instances
 //! ask for PostgreSQL and S3 whatever the selection.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -37,30 +38,62 @@ pub fn selected() -> Backend {
 pub struct S3Server {
     pub endpoint: String,
     pub root: PathBuf,
+    _serving: S3Process,
 }
 
-/// Starts the S3 server once per test binary, on a thread of its own (each test has its own
-/// runtime, which ends with the test).
+/// Starts the S3 server once per test binary (each test has its own runtime, which ends with
+/// the test; the server outlives them on a thread of its own).
 pub fn s3() -> &'static S3Server {
     static SERVER: OnceLock<S3Server> = OnceLock::new();
     SERVER.get_or_init(|| {
         let root = tempfile::Builder::new().prefix("otaship-s3-").tempdir().expect("S3 root").keep();
-        let (ready, address) = std::sync::mpsc::channel();
-        let served = root.clone();
-        std::thread::spawn(move || {
+        let serving = S3Process::start(&root, SocketAddr::from(([127, 0, 0, 1], 0)));
+        S3Server { endpoint: serving.endpoint(), root, _serving: serving }
+    })
+}
+
+/// An S3-compatible server (s3s-fs) serving the buckets under a directory, on loopback, on a
+/// thread and runtime of its own, until stopped or dropped.
+pub struct S3Process {
+    pub address: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl S3Process {
+    /// Serves `root` at `address` (port 0: any free port).
+    pub fn start(root: &Path, address: SocketAddr) -> S3Process {
+        let (ready, bound) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = root.to_owned();
+        let thread = std::thread::spawn(move || {
             let runtime =
                 tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                ready.send(listener.local_addr().expect("address")).expect("send");
+                let listener = match tokio::net::TcpListener::bind(address).await {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        ready.send(Err(error)).expect("send");
+                        return;
+                    }
+                };
+                ready.send(listener.local_addr()).expect("send");
                 let mut builder =
                     s3s::service::S3ServiceBuilder::new(s3s_fs::FileSystem::new(&served).expect("s3s-fs"));
                 builder.set_auth(s3s::auth::SimpleAuth::from_single(S3_ACCESS_KEY, S3_SECRET_KEY));
                 let service = std::sync::Arc::new(builder.build());
+                let mut connections = tokio::task::JoinSet::new();
+                let mut stopped = std::pin::pin!(stopped);
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else { continue };
+                    let stream = tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok((stream, _)) => stream,
+                            Err(_) => continue,
+                        },
+                        _ = &mut stopped => break,
+                    };
                     let service = std::sync::Arc::clone(&service);
-                    tokio::spawn(async move {
+                    connections.spawn(async move {
                         let io = hyper_util::rt::TokioIo::new(stream);
                         let handler = hyper::service::service_fn(move |request| {
                             let service = std::sync::Arc::clone(&service);
@@ -71,11 +104,38 @@ pub fn s3() -> &'static S3Server {
                             .await;
                     });
                 }
+                // Stopped: the listener closes, and so does every connection, mid-request or idle.
+                drop(listener);
+                connections.shutdown().await;
             });
         });
-        let address = address.recv().expect("S3 server started");
-        S3Server { endpoint: format!("http://{address}"), root }
-    })
+        let address = bound
+            .recv()
+            .expect("S3 server started")
+            .unwrap_or_else(|error| panic!("the test S3 server cannot listen on {address}: {error}"));
+        S3Process { address, stop: Some(stop), thread: Some(thread) }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Closes the listener and every connection; returns once they are closed.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the S3 server's thread ended cleanly");
+        }
+    }
+}
+
+impl Drop for S3Process {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

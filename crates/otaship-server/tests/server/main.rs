@@ -2,8 +2,9 @@
 //! (`e2e`), HTTPS in every mode (`https`), the uploaders' web UI (`ui`), pages in headless
 //! Chromium (`browser`), and resumable uploads, channels and metadata, and the API description
 //! (`uploads`), device enrollment and eligibility (`devices`), token scopes, accounts, roles
-//! and sign-in limits (`accounts`), retention rules and the Storage page (`retention`), share
-//! links, channels and install analytics (`sharing`), and webhooks (`webhooks`).
+//! and sign-in limits (`accounts`), the database and object storage stopped under a running
+//! server (`outages`), retention rules and the Storage page (`retention`), share links,
+//! channels and install analytics (`sharing`), and webhooks (`webhooks`).
 #![expect(clippy::expect_used, reason = "test helpers cannot go on without their input")]
 
 mod accounts;
@@ -12,6 +13,7 @@ mod browser;
 mod devices;
 mod e2e;
 mod https;
+mod outages;
 mod retention;
 mod scale;
 mod sharing;
