@@ -4,7 +4,7 @@
 #![expect(clippy::expect_used, reason = "test helpers cannot go on without their input")]
 
 use otaship_doctor::Severity;
-use otaship_doctor::link::{check, manifest_url_of};
+use otaship_doctor::link::{check, html_unescape, links_in_html, manifest_url_of};
 use otaship_doctor::manifest::check_bytes;
 
 /// A binary plist whose `assets` array is `levels` arrays deep, each array holding the one
@@ -107,4 +107,17 @@ fn a_url_read_from_a_link_and_encoded_again_reads_back_the_same() {
         assert_eq!(manifest_url_of(&again).ok(), Some(url.clone()), "{link}");
         assert_eq!(check(&again).1.manifest_url.as_deref(), Some(url.as_str()), "{link}");
     }
+}
+
+#[test]
+fn a_long_run_of_ampersands_is_unescaped_in_one_pass() {
+    // Each `&` used to search the rest of the text for its `;`: a 2 MB link of them took
+    // minutes (found by review of the `itms_link` target, whose inputs stay a few KB).
+    let run = "&".repeat(2 << 20);
+    assert_eq!(html_unescape(&format!("{run}amp;")), run);
+    let page = format!("<a href=\"itms-services://?{run}&amp;url=https%3A%2F%2Fa.example%2Fm\">");
+    let links = links_in_html(&page);
+    assert_eq!(links.len(), 1);
+    assert!(links[0].ends_with(&format!("{}url=https%3A%2F%2Fa.example%2Fm", &run[..8])));
+    assert_eq!(check(&links[0]).1.manifest_url.as_deref(), Some("https://a.example/m"));
 }
