@@ -506,7 +506,23 @@ impl Db {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10));
-                Pool::Sqlite(SqlitePoolOptions::new().max_connections(8).connect_with(options).await?)
+                Pool::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(8)
+                        // A COMMIT that fails on a full disk is rolled back by SQLite itself; the
+                        // driver's own ROLLBACK then fails, and it keeps counting the connection
+                        // as inside a transaction, so that every later transaction on it would
+                        // fail. Such a connection is closed (the pool opens a fresh one). The
+                        // ping first lets a rollback that a dropped transaction queued run.
+                        .after_release(|connection, _| {
+                            Box::pin(async move {
+                                sqlx::Connection::ping(&mut *connection).await?;
+                                Ok(!sqlx::Connection::is_in_transaction(&*connection))
+                            })
+                        })
+                        .connect_with(options)
+                        .await?,
+                )
             }
             DatabaseUrl::Postgres(url) => {
                 let options = PgConnectOptions::from_str(url)?.application_name("otaship");
@@ -859,13 +875,19 @@ impl Db {
         let now = OffsetDateTime::now_utc();
         let stale = last_used.map(parse_time).transpose()?.is_none_or(|at| now - at > time::Duration::MINUTE);
         if stale {
-            with_pool!(self, pool => {
+            // Only a record for people: a database that cannot write now (a full disk) must not
+            // turn away the request, which may be the download or the delete that frees space.
+            let recorded: Result<(), sqlx::Error> = with_pool!(self, pool => {
                 sqlx::query("UPDATE tokens SET last_used_at = $2 WHERE id = $1")
                     .bind(&id)
                     .bind(timestamp(now))
                     .execute(pool)
-                    .await?;
+                    .await
+                    .map(|_| ())
             });
+            if let Err(error) = recorded {
+                tracing::warn!(token.id = %id, %error, "could not record when the token was used");
+            }
         }
         Ok(Some(LiveToken { id, name, scope: token_scope(&scope) }))
     }

@@ -302,6 +302,11 @@ pub async fn ingest(state: &AppState, mut received: Received, details: BuildDeta
         }
     }
     tracing::info!(build.id = %build.id, bundle_id = %build.bundle_id, size = build.size, "stored build {}", build.id);
+    // The channel's stable page gets its token now rather than on its first view, so that
+    // showing the build's pages needs no write (a full disk must not break them).
+    if let Err(error) = state.db.channel_page_token(&build.bundle_id, &build.channel, &random_hex(16)).await {
+        tracing::warn!(build.id = %build.id, %error, "could not make the channel page's token");
+    }
     // The build is stored: failing the upload now would only make the client retry and get the
     // existing build, never announced. The log says what went wrong.
     if let Err(error) = crate::webhooks::build_uploaded(state, &build).await {
@@ -345,8 +350,11 @@ pub async fn clear_temp(state: &AppState) -> anyhow::Result<()> {
 /// [`SHARED_GRACE`] on object storage (shared with instances that may be mid-upload). Returns
 /// how many builds' blobs went.
 pub async fn reconcile(state: &AppState) -> anyhow::Result<usize> {
-    // Listed before the rows are read: a build recorded in between is then known.
+    // Listed before the rows are read: a build recorded in between is then known. On local
+    // disk, also the folders a crash left empty (or holding only a blob's temporary name): no
+    // blob lists them, but they would pile up.
     let stored = state.storage.list_blobs().await?;
+    let folders = local_build_folders(state).await?;
     let known: std::collections::HashSet<String> = state.db.build_ids().await?.into_iter().collect();
     let grace = if state.storage.is_local() { std::time::Duration::ZERO } else { SHARED_GRACE };
     let now = std::time::SystemTime::now();
@@ -359,6 +367,11 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<usize> {
         let old_enough = now.duration_since(blob.modified).unwrap_or_default() >= grace;
         *orphans.entry(id.to_owned()).or_insert(true) &= old_enough;
     }
+    for id in folders {
+        if !known.contains(&id) {
+            orphans.entry(id).or_insert(true);
+        }
+    }
     let mut removed = 0;
     for (id, old_enough) in orphans {
         if old_enough {
@@ -368,4 +381,31 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<usize> {
         }
     }
     Ok(removed)
+}
+
+/// Ids of the build folders on local disk, whatever they hold (none on object storage, which has
+/// no folders). A crash between creating a build's folder and moving its first blob in leaves a
+/// folder with nothing in it, which [`crate::storage::Storage::list_blobs`] cannot see.
+async fn local_build_folders(state: &AppState) -> io::Result<Vec<String>> {
+    let crate::config::StorageSetting::Local(root) = &state.config.storage else {
+        return Ok(Vec::new());
+    };
+    let mut entries = match tokio::fs::read_dir(root.join("builds")).await {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    let mut ids = Vec::new();
+    while let Some(entry) = entries.next_entry().await? {
+        let name = entry.file_name();
+        // Only what a build id looks like: `delete_build` refuses anything else anyway.
+        let plausible = |id: &&str| (1..=64).contains(&id.len()) && id.bytes().all(|byte| byte.is_ascii_hexdigit());
+        let Some(id) = name.to_str().filter(plausible) else {
+            continue;
+        };
+        if entry.file_type().await?.is_dir() {
+            ids.push(id.to_owned());
+        }
+    }
+    Ok(ids)
 }

@@ -264,8 +264,19 @@ impl Db {
     }
 
     /// The token of the stable page of an (app, channel), made the first time it is asked for.
+    /// Pages ask for it on every view: once it exists, answering takes no write (a view must
+    /// work on a full disk).
     pub async fn channel_page_token(&self, bundle_id: &str, channel: &str, new_token: &str) -> Result<String, DbError> {
         with_pool!(self, pool => {
+            let existing: Option<String> =
+                sqlx::query_scalar("SELECT token FROM channel_pages WHERE bundle_id = $1 AND channel = $2")
+                    .bind(bundle_id)
+                    .bind(channel)
+                    .fetch_optional(pool)
+                    .await?;
+            if let Some(token) = existing {
+                return Ok(token);
+            }
             sqlx::query(
                 "INSERT INTO channel_pages (bundle_id, channel, token, created_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (bundle_id, channel) DO NOTHING",

@@ -234,7 +234,7 @@ pub async fn enrolled_page(
         .into());
     };
     if let Some(version) = user_agent(&headers).and_then(|agent| devices::safari_os_version(agent, &device)) {
-        state.db.device_seen(&device, Some(&version)).await?;
+        record_visit(&state, &device, Some(&version)).await;
         device.os_version = Some(version);
     }
     let signed_in = Session::from_headers(&state, &headers).await?.is_some();
@@ -302,11 +302,19 @@ pub async fn visiting_device(state: &AppState, headers: &HeaderMap) -> Result<Op
     };
     let Some(mut device) = state.db.device(id).await? else { return Ok(None) };
     let version = user_agent(headers).and_then(|agent| devices::safari_os_version(agent, &device));
-    state.db.device_seen(&device, version.as_deref()).await?;
+    record_visit(state, &device, version.as_deref()).await;
     if version.is_some() {
         device.os_version = version;
     }
     Ok(Some(device))
+}
+
+/// Records a device's visit. A failure is logged, never returned: the page works without it
+/// (a full disk must not stop a tester from installing).
+async fn record_visit(state: &AppState, device: &DeviceRow, os_version: Option<&str>) {
+    if let Err(error) = state.db.device_seen(device, os_version).await {
+        tracing::warn!(device = %device.id, %error, "could not record a device's visit");
+    }
 }
 
 /// The install page's panel for `device` and `build`.

@@ -39,8 +39,18 @@ impl Server {
     }
 
     /// Starts a server with these settings, on whatever backend they name.
-    pub async fn start_exactly(mut args: ServeArgs) -> Server {
-        let data_dir = tempfile::tempdir().expect("tempdir");
+    pub async fn start_exactly(args: ServeArgs) -> Server {
+        Server::start_on(tempfile::tempdir().expect("tempdir"), args).await
+    }
+
+    /// Starts a server with these settings (whatever the selected backend: SQLite and local disk
+    /// unless they name others) whose data directory is a new folder in `parent`, such as a
+    /// small filesystem a test mounted.
+    pub async fn start_in(parent: &Path, args: ServeArgs) -> Server {
+        Server::start_on(tempfile::tempdir_in(parent).expect("data directory"), args).await
+    }
+
+    async fn start_on(data_dir: tempfile::TempDir, mut args: ServeArgs) -> Server {
         args.data_dir = Some(data_dir.path().to_owned());
         if args.listen.is_none() {
             args.listen = Some("127.0.0.1:0".into());
