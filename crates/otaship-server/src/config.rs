@@ -624,6 +624,11 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
 }
 
 /// Creates the data directory and its parts, failing with a sentence that says how to fix it.
+///
+/// What otaship creates is its own: directories are made `0700` (they hold unreleased apps) and
+/// a new SQLite database file `0600` before SQLite opens it (it holds token and password hashes
+/// and the shared secrets; SQLite gives its `-wal` and `-shm` files the database file's mode).
+/// Directories and files that already exist keep the modes their owner gave them.
 pub fn prepare_data_dir(config: &Config) -> Result<()> {
     let mut dirs = vec![config.data_dir.clone(), config.temp_dir()];
     if let StorageSetting::Local(blobs) = &config.storage {
@@ -631,8 +636,16 @@ pub fn prepare_data_dir(config: &Config) -> Result<()> {
         dirs.extend([blobs.clone(), config.uploads_dir()]);
     }
     for dir in &dirs {
-        std::fs::create_dir_all(dir).with_context(|| {
+        create_private_dir(dir).with_context(|| {
             format!("cannot create {}; choose a writable --data-dir or fix its permissions", dir.display())
+        })?;
+    }
+    if let DatabaseUrl::Sqlite(path) = &config.database {
+        create_private_file(path).with_context(|| {
+            format!(
+                "cannot create the database {}; choose a writable --data-dir or fix its permissions",
+                path.display()
+            )
         })?;
     }
     let probe = config.data_dir.join(".write-test");
@@ -644,6 +657,32 @@ pub fn prepare_data_dir(config: &Config) -> Result<()> {
     })?;
     std::fs::remove_file(&probe).ok();
     Ok(())
+}
+
+/// Creates `dir` and any missing parent, readable by this user only.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates an empty file at `path` readable by this user only, unless a file is there already.
+/// The mode is set as the file is created, so that there is no moment it is readable by others.
+fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        create_private_dir(parent)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Limits on failed attempts (wrong passwords, wrong tokens at sign-in), per key: a client's
-//! address, a username, a share link. Failures are rows in the database (`auth_failures`), so
+//! Limits on failed attempts (wrong passwords, wrong tokens at sign-in, device replies that do
+//! not check out), per key: a client's address, a username, a share link; and on uses of what
+//! costs the server every time ([`count_use`]: enrollment profiles, each signed and remembered). Failures are rows in the database (`auth_failures`), so
 //! that every instance behind a load balancer counts the same ones; rows older than
 //! [`MAX_WINDOW`] are pruned whenever a failure is recorded.
 //!
@@ -43,6 +44,33 @@ pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 /// Err(429, code "too-many-attempts", sentence saying when to try again) when `key` had
 /// `limit.failures` failures within the window.
 pub async fn check(db: &Db, key: &str, limit: Limit) -> Result<(), ApiError> {
+    refuse_over(db, key, limit, ("too-many-attempts", "Too many failed attempts")).await
+}
+
+/// Counts one use under `key`, unless `limit.failures` uses within the window came before it:
+/// then Err(429, code "too-many-requests", with the wait). Uses are rows of the same table as
+/// failures, under keys of their own.
+pub async fn count_use(db: &Db, key: &str, limit: Limit) -> Result<(), ApiError> {
+    let _turn = one_at_a_time().await;
+    refuse_over(db, key, limit, ("too-many-requests", "Too many requests")).await?;
+    record_failure(db, key).await
+}
+
+/// The key for what one client does, `what` telling the counts apart: its IPv4 address, or,
+/// as an IPv6 client usually holds a whole /64, its /64.
+pub fn client_key(what: &str, ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => format!("{what}:{v4}"),
+        std::net::IpAddr::V6(v6) => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("{what}:{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
+    }
+}
+
+/// Err(429) when `key` has `limit.failures` rows within the window, with `code` and a sentence
+/// that starts with `too_many` and says how long to wait.
+async fn refuse_over(db: &Db, key: &str, limit: Limit, (code, too_many): (&'static str, &str)) -> Result<(), ApiError> {
     let failures = limit.failures.max(1);
     let window = span(limit.window.min(MAX_WINDOW));
     let now = OffsetDateTime::now_utc();
@@ -57,9 +85,9 @@ pub async fn check(db: &Db, key: &str, limit: Limit) -> Result<(), ApiError> {
             let wait_std = Duration::try_from(wait).unwrap_or(Duration::from_secs(1));
             Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "too-many-attempts",
+                code,
                 format!(
-                    "Too many failed attempts; wait {} (until {} UTC) and try again.",
+                    "{too_many}; wait {} (until {} UTC) and try again.",
                     in_words(wait_std),
                     crate::db::timestamp(until).get(11..16).unwrap_or("?")
                 ),

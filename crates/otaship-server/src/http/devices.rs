@@ -17,10 +17,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::api::AdminToken;
 use super::ui::{CsrfForm, PageError, Session, cookie, private_page};
-use super::{base_url, request_host};
+use super::{ClientIp, base_url, request_host};
 use crate::db::{BuildRow, DeviceRow, Enrolled, timestamp};
 use crate::devices::{self, CHALLENGE_LIFETIME, DEVICE_COOKIE, DEVICE_COOKIE_LIFETIME, verify};
 use crate::error::ApiError;
+use crate::ratelimit::{self, Limit};
 use crate::{AppState, tokens};
 
 /// Where an enrollment started: the install page to lead back to.
@@ -67,13 +68,24 @@ pub async fn enroll_page(
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
 }
 
+/// Enrollment profiles one client address (an IPv6 client's /64) may download per window. Each
+/// is signed and its challenge remembered for an hour, so an unbounded stream of downloads would
+/// cost CPU and database rows; a whole office behind one address still registers its devices.
+pub(crate) const PROFILES_PER_ADDRESS: Limit = Limit { failures: 60, window: std::time::Duration::from_secs(60 * 60) };
+/// Device replies that do not check out (unreadable, badly signed, unknown challenge) allowed
+/// from one client address per window; a device's own reply fails only when something is wrong.
+pub(crate) const BAD_REPLIES_PER_ADDRESS: Limit =
+    Limit { failures: 20, window: std::time::Duration::from_secs(15 * 60) };
+
 /// `GET /devices/enroll.mobileconfig`: a signed Profile Service profile with a fresh one-time
 /// challenge.
 pub async fn enrollment_profile(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Query(query): Query<ReturnQuery>,
 ) -> Result<Response, ApiError> {
+    ratelimit::count_use(&state.db, &ratelimit::client_key("enroll-profile", ip), PROFILES_PER_ADDRESS).await?;
     let challenge = tokens::random_hex(32);
     let expires_at = OffsetDateTime::now_utc() + CHALLENGE_LIFETIME;
     state.db.insert_enrollment(&tokens::hash(&challenge), expires_at, query.token()).await?;
@@ -96,13 +108,26 @@ pub async fn enrollment_profile(
 }
 
 /// `POST /devices/enroll/callback`: the device's signed reply. Answers `301` to the result page,
-/// which Safari then opens.
+/// which Safari then opens. Replies that fail are counted per client address.
 pub async fn enrollment_callback(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let reply = otaship_ipa::device::read_device_reply(&body, &Limits::default()).map_err(reply_error)?;
+    let key = ratelimit::client_key("enroll-reply", ip);
+    let _turn = ratelimit::one_at_a_time().await;
+    ratelimit::check(&state.db, &key, BAD_REPLIES_PER_ADDRESS).await?;
+    let answer = record_reply(&state, &headers, &body).await;
+    if answer.as_ref().is_err_and(|error| error.status.is_client_error()) {
+        ratelimit::record_failure(&state.db, &key).await?;
+    }
+    answer
+}
+
+/// Checks a device's reply and records the device; the answer to send it.
+async fn record_reply(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+    let reply = otaship_ipa::device::read_device_reply(body, &Limits::default()).map_err(reply_error)?;
     let verified = verify::verify_reply(&reply.signed, &state.devices.trust).map_err(|rejected| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -125,7 +150,7 @@ pub async fn enrollment_callback(
     match enrolled {
         Enrolled::Recorded(device) => {
             tracing::info!(device = %device.id, verified, "device enrolled");
-            let location = format!("{}/devices/enrolled/{result_token}", base_url(&state, &headers));
+            let location = format!("{}/devices/enrolled/{result_token}", base_url(state, headers));
             let location = HeaderValue::from_str(&location).map_err(ApiError::internal)?;
             Ok((StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, location)]).into_response())
         }

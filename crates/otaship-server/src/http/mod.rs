@@ -115,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .merge(trust::https_routes())
+        .layer(axum::middleware::map_request(refuse_control_characters))
         .layer(axum::middleware::map_request(host_from_authority))
         // Bodies read whole (JSON, forms) stay small; the three upload routes above stream to
         // disk under their own limit (--max-upload-size) instead.
@@ -146,6 +147,23 @@ pub async fn host_from_authority(mut request: axum::extract::Request) -> axum::e
         request.headers_mut().insert(header::HOST, value);
     }
     request
+}
+
+/// Refuses, before any route sees it, a path that holds a control character once decoded (or a
+/// query that holds a NUL): no id, token or name has one, and PostgreSQL refuses text with a NUL
+/// in it, which would turn a lookup of such an id into a server error.
+async fn refuse_control_characters(request: axum::extract::Request) -> Result<axum::extract::Request, ApiError> {
+    let decoded = |text: &str| percent_encoding::percent_decode_str(text).collect::<Vec<u8>>();
+    let path_ok = !decoded(request.uri().path()).iter().any(|byte| byte.is_ascii_control());
+    let query_ok = !request.uri().query().is_some_and(|query| decoded(query).contains(&0));
+    if path_ok && query_ok {
+        return Ok(request);
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::BAD_REQUEST,
+        "bad-address",
+        "The address holds a control character (such as %00), which no otaship address has; check the link.",
+    ))
 }
 
 /// The base of absolute URLs for this request: `--public-url`, else the request's Host (and,

@@ -294,13 +294,7 @@ pub(crate) const SIGNIN_PER_USERNAME: Limit = Limit { failures: 20, window: Dura
 /// The rate limiter's key for sign-ins from `ip`. An IPv6 client usually holds a whole /64, so
 /// the /64 is what is counted.
 fn address_key(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V4(v4) => format!("signin-ip:{v4}"),
-        std::net::IpAddr::V6(v6) => {
-            let [a, b, c, d, ..] = v6.segments();
-            format!("signin-ip:{a:x}:{b:x}:{c:x}:{d:x}::/64")
-        }
-    }
+    ratelimit::client_key("signin-ip", ip)
 }
 
 /// The rate limiter's key for sign-ins as `username` (any case).

@@ -370,7 +370,7 @@ struct CaSecret {
 /// else a new one; when instances start together, the first one stored wins.
 pub async fn shared_ca(db: &crate::db::Db, data_dir: &Path) -> Result<LocalCa> {
     let dir = data_dir.join("tls");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::config::create_private_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let stored = match db.secret(CA_SECRET).await? {
         Some(stored) => stored,
         None => {
@@ -386,7 +386,8 @@ pub async fn shared_ca(db: &crate::db::Db, data_dir: &Path) -> Result<LocalCa> {
     LocalCa::from_pems(&dir, secret.certificate, &secret.key)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes a file only this user can read (a private key).
+pub(super) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     write_file(path, bytes, 0o600)
 }
 

@@ -24,7 +24,7 @@ use crate::support::{FIXTURES, Server, manifest_url_of};
 const ARTIFACTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../test-artifacts/browser");
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// How long any wait for the browser may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(15);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(15);
 
 const IPHONE_SAFARI: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 \
      (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1";
@@ -41,7 +41,7 @@ const WINDOWS_CHROME: &str =
 
 /// A device to emulate: its browser's user agent, its screen, and its touch points.
 #[derive(Clone, Copy)]
-struct Device {
+pub(crate) struct Device {
     user_agent: &'static str,
     width: u32,
     height: u32,
@@ -49,12 +49,14 @@ struct Device {
     touch_points: u32,
 }
 
-const IPHONE: Device = Device { user_agent: IPHONE_SAFARI, width: 390, height: 844, mobile: true, touch_points: 5 };
+pub(crate) const IPHONE: Device =
+    Device { user_agent: IPHONE_SAFARI, width: 390, height: 844, mobile: true, touch_points: 5 };
 /// iPadOS Safari in its default desktop mode: a Mac's user agent, but a touch screen.
 const IPAD_DESKTOP_MODE: Device =
     Device { user_agent: MAC_SAFARI, width: 820, height: 1180, mobile: true, touch_points: 5 };
 const MAC: Device = Device { user_agent: MAC_SAFARI, width: 1280, height: 900, mobile: false, touch_points: 0 };
-const COMPUTER: Device = Device { user_agent: LINUX_CHROME, width: 1280, height: 900, mobile: false, touch_points: 0 };
+pub(crate) const COMPUTER: Device =
+    Device { user_agent: LINUX_CHROME, width: 1280, height: 900, mobile: false, touch_points: 0 };
 
 /// An ad-hoc (`enterprise: false`) or in-house build that installs, its profile valid until 2100.
 fn installable_ipa(enterprise: bool) -> Vec<u8> {
@@ -150,15 +152,15 @@ fn start_driver() -> Result<Driver, String> {
 // A browser session emulating one device
 // ---------------------------------------------------------------------------------------------
 
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     cdp_url: String,
     device: Device,
     _profile: tempfile::TempDir,
 }
 
 impl Browser {
-    async fn open(device: Device) -> Browser {
+    pub(crate) async fn open(device: Device) -> Browser {
         let driver = driver();
         let profile = tempfile::tempdir().expect("tempdir");
         let args = vec![
@@ -220,7 +222,7 @@ impl Browser {
     }
 
     /// A Chrome DevTools command, through chromedriver.
-    async fn cdp(&self, cmd: &str, params: Value) -> Value {
+    pub(crate) async fn cdp(&self, cmd: &str, params: Value) -> Value {
         let response = reqwest::Client::new()
             .post(&self.cdp_url)
             .json(&json!({ "cmd": cmd, "params": params }))
@@ -244,7 +246,7 @@ impl Browser {
             .expect("the page's script marks the device (a script error would stop it)");
     }
 
-    async fn script(&self, script: &str, args: Vec<Value>) -> Value {
+    pub(crate) async fn script(&self, script: &str, args: Vec<Value>) -> Value {
         self.client.execute(script, args).await.expect("script")
     }
 
@@ -319,7 +321,7 @@ impl Browser {
     }
 
     /// Saves the whole page, not only the first screen, as `test-artifacts/browser/<case>.png`.
-    async fn screenshot(&self, case: &str) {
+    pub(crate) async fn screenshot(&self, case: &str) {
         let height = self.script("return Math.ceil(document.documentElement.scrollHeight);", vec![]).await;
         let height = height.as_u64().expect("height").max(u64::from(self.device.height));
         self.cdp(
@@ -336,7 +338,7 @@ impl Browser {
         std::fs::write(dir.join(format!("{case}.png")), png).expect("screenshot file");
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         self.client.close().await.expect("close the session");
     }
 }

@@ -5,7 +5,8 @@
 //! scopes, accounts, roles
 //! and sign-in limits (`accounts`), the database and object storage stopped under a running
 //! server (`outages`), retention rules and the Storage page (`retention`), share links,
-//! channels and install analytics (`sharing`), and webhooks (`webhooks`).
+//! channels and install analytics (`sharing`), webhooks (`webhooks`), and the security checks
+//! over every route (`security`).
 #![expect(clippy::expect_used, reason = "test helpers cannot go on without their input")]
 
 mod accounts;
@@ -18,6 +19,7 @@ mod https;
 mod outages;
 mod retention;
 mod scale;
+mod security;
 mod sharing;
 mod support;
 mod ui;
