@@ -49,6 +49,9 @@ pub enum DbFailure {
     Unavailable,
     /// The database could not write because its disk is full.
     DiskFull,
+    /// The request carried text the database cannot store (PostgreSQL refuses NUL characters).
+    /// Inputs are checked before they reach the database; this is the net under those checks.
+    UnstorableText,
     /// Anything else: a bug, a damaged database, a statement the database refused.
     Other,
 }
@@ -64,6 +67,10 @@ const PG_UNAVAILABLE: [&str; 4] = ["57P01", "57P02", "57P03", "53300"];
 
 /// PostgreSQL's SQLSTATE for a full disk (`disk_full`).
 const PG_DISK_FULL: &str = "53100";
+
+/// PostgreSQL's SQLSTATE for a character its encoding cannot hold (`character_not_in_repertoire`):
+/// a NUL in text.
+const PG_UNSTORABLE_CHARACTER: &str = "22021";
 
 impl DbError {
     /// Classifies the failure: whether to tell the client to come back later, that the disk is
@@ -100,6 +107,7 @@ fn classify(error: &sqlx::Error) -> DbFailure {
             }
             match code.as_deref() {
                 Some(PG_DISK_FULL) => DbFailure::DiskFull,
+                Some(PG_UNSTORABLE_CHARACTER) => DbFailure::UnstorableText,
                 Some(code) if PG_UNAVAILABLE.contains(&code) => DbFailure::Unavailable,
                 // Class 08: connection exceptions.
                 Some(code) if code.starts_with("08") => DbFailure::Unavailable,

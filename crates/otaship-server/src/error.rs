@@ -105,6 +105,15 @@ impl From<DbError> for ApiError {
                 tracing::error!(%error, "the database's disk is full");
                 ApiError::storage_full()
             }
+            DbFailure::UnstorableText => {
+                tracing::warn!(%error, "the database refused a character of the request's text");
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad-text",
+                    "The request holds a character the server cannot store (a NUL); remove it and send the \
+                     request again.",
+                )
+            }
             DbFailure::Other => ApiError::internal(error),
         }
     }

@@ -157,6 +157,14 @@ impl BuildDetails {
         metadata: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ApiError> {
         let notes = notes.filter(|text| !text.trim().is_empty());
+        // A NUL is never part of real text, and PostgreSQL cannot store one.
+        if notes.as_ref().is_some_and(|text| text.contains('\0')) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad-notes",
+                "The release notes hold a NUL character; remove it and upload again.",
+            ));
+        }
         if notes.as_ref().is_some_and(|text| text.len() > MAX_NOTES_BYTES) {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -197,6 +205,13 @@ impl BuildDetails {
                         "The metadata key {key:?} is not valid: use up to {MAX_METADATA_KEY_CHARS} letters, digits, \
                          dots, dashes or underscores, as in `git_branch=main`."
                     ),
+                ));
+            }
+            if value.contains('\0') {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad-metadata",
+                    format!("The metadata value of {key:?} holds a NUL character; remove it."),
                 ));
             }
             if value.len() > MAX_METADATA_VALUE_BYTES {

@@ -138,6 +138,9 @@ impl LinkSettings {
         if label.as_ref().is_some_and(|label| label.chars().count() > MAX_LABEL_CHARS) {
             return Err(bad("The label is longer than 100 characters."));
         }
+        if label.as_ref().is_some_and(|label| label.chars().any(char::is_control)) {
+            return Err(bad("The label holds a control character (a line break, tab or NUL): write it on one line."));
+        }
         Ok(LinkSettings { password, expires_at, max_installs, label })
     }
 

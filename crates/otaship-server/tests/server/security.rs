@@ -1134,6 +1134,63 @@ async fn path_traversal_on_every_route_with_a_path_is_refused_and_reaches_nothin
     server.stop().await;
 }
 
+/// A NUL in text that is stored (release notes, metadata, link labels) is refused with a sentence
+/// on every engine: PostgreSQL cannot store one and answered 500 before, SQLite would have kept it.
+#[tokio::test]
+async fn text_holding_a_nul_is_refused_before_it_is_stored() {
+    let mut server = Server::start().await;
+    let ipa = installable("com.example.nul", "Nul", "1.0");
+    // In the query the address itself is refused; in a multipart body the field is.
+    let in_query = server
+        .client()
+        .post(format!("{}/api/v1/builds?notes=a%00b", server.base))
+        .bearer_auth(&server.token)
+        .header("content-type", "application/octet-stream")
+        .body(ipa.clone())
+        .send()
+        .await
+        .expect("upload");
+    assert_api_error(in_query, StatusCode::BAD_REQUEST, Some("bad-address"), "notes in the query").await;
+    for (field, value, code) in
+        [("notes", "first line\n\0second", "bad-notes"), ("meta", "git_branch=main\0x", "bad-metadata")]
+    {
+        let form = reqwest::multipart::Form::new()
+            .text(field, value)
+            .part("file", reqwest::multipart::Part::bytes(ipa.clone()).file_name("App.ipa"));
+        let response = server
+            .client()
+            .post(format!("{}/api/v1/builds", server.base))
+            .bearer_auth(&server.token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        assert_api_error(response, StatusCode::BAD_REQUEST, Some(code), field).await;
+    }
+    assert_eq!(server.blob_keys().await, Vec::<String>::new(), "nothing refused was stored");
+
+    // The same file with clean text is a build; a link label with a NUL or a line break is not.
+    let build = upload_build(&server, ipa, "default").await;
+    let links = format!("/api/v1/builds/{}/links", text(&build, "id"));
+    for label in ["qa\0team", "qa\nteam"] {
+        let response = server
+            .client()
+            .post(format!("{}{links}", server.base))
+            .bearer_auth(&server.token)
+            .json(&serde_json::json!({ "label": label }))
+            .send()
+            .await
+            .expect("link");
+        assert_api_error(response, StatusCode::BAD_REQUEST, Some("bad-link"), label).await;
+    }
+    let (status, link) =
+        admin_api(&server, Method::POST, &links, Some(serde_json::json!({ "label": "QA team" }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{link}");
+    let (_, listed) = admin_api(&server, Method::GET, "/api/v1/links", None).await;
+    assert_eq!(listed["links"].as_array().map(Vec::len), Some(1), "only the clean link was made: {listed}");
+    server.stop().await;
+}
+
 fn sha2_of(bytes: &[u8]) -> Vec<u8> {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).to_vec()
