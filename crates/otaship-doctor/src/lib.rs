@@ -229,7 +229,7 @@ async fn check_web_target(
         }
     };
     let status = response.status();
-    let body = response.bytes().await.unwrap_or_default();
+    let body = read_capped(response, MAX_PAGE_BYTES).await.map(|body| body.bytes).unwrap_or_default();
     transferred.fetch_add(body.len() as u64, Ordering::Relaxed);
     let is_html = body
         .iter()
@@ -344,4 +344,32 @@ async fn check_manifest_chain(
     if let Some(image_url) = &seen.display_image_url {
         report.findings.extend(package::check_image(image_url, client, transferred).await);
     }
+}
+
+/// The largest install page read: the link is near its top, and a server under diagnosis is not
+/// trusted to end what it sends.
+const MAX_PAGE_BYTES: usize = 4 << 20;
+
+/// A response body read up to a limit.
+pub(crate) struct CappedBody {
+    /// The bytes read: all of the body, or its first `limit` bytes.
+    pub bytes: Vec<u8>,
+    /// Whether the body went on past the limit (the rest was not read).
+    pub truncated: bool,
+}
+
+/// Reads at most `limit` bytes of a body, chunk by chunk. The doctor looks at servers that may
+/// be broken or hostile: one that never ends a body (or sends gigabytes where a manifest should
+/// be) must cost a bounded amount of memory, not all of it until the client's timeout.
+pub(crate) async fn read_capped(mut response: reqwest::Response, limit: usize) -> reqwest::Result<CappedBody> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - bytes.len();
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok(CappedBody { bytes, truncated: true });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(CappedBody { bytes, truncated: false })
 }

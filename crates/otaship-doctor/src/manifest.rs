@@ -127,8 +127,8 @@ pub async fn check_url(url: &str, options: &Options) -> (Vec<Finding>, ManifestS
             "Serve it as text/xml (or application/xml).",
         ));
     }
-    let body = match response.bytes().await {
-        Ok(body) if body.len() <= MAX_MANIFEST_BYTES => body,
+    let body = match crate::read_capped(response, MAX_MANIFEST_BYTES).await {
+        Ok(body) if !body.truncated => body.bytes,
         Ok(_) => {
             findings.push(Finding::error(
                 "manifest-too-large",

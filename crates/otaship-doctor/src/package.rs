@@ -19,6 +19,8 @@ const BLOCK: u64 = 64 * 1024;
 /// Most a remote inspection may download before it gives up (a hostile archive cannot make
 /// the doctor fetch gigabytes through its central directory).
 const MAX_REMOTE_BYTES: u64 = 64 << 20;
+/// The most of a display image read.
+const MAX_IMAGE_BYTES: usize = 1 << 20;
 
 /// What the device and the person asking know.
 #[derive(Debug, Clone, Default)]
@@ -85,13 +87,16 @@ impl RemoteSource {
             if !range_ok {
                 return Err(io::Error::other("a range request was answered with another range"));
             }
-            response.bytes().await.map_err(io::Error::other)
+            // One byte more than asked for tells a server that sends too much from one that
+            // sends just enough, without reading the rest of what it sends.
+            let asked = usize::try_from(end - start + 1).map_err(io::Error::other)?;
+            crate::read_capped(response, asked + 1).await.map(|body| body.bytes).map_err(io::Error::other)
         })?;
         self.transferred.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if bytes.len() as u64 != end - start + 1 {
             return Err(io::Error::other("a range request returned the wrong number of bytes"));
         }
-        let block = Arc::new(bytes.to_vec());
+        let block = Arc::new(bytes);
         self.blocks.lock().map_err(|_| io::Error::other("poisoned"))?.insert(index, Arc::clone(&block));
         Ok(block)
     }
@@ -220,8 +225,9 @@ async fn identity_length(url: &str, client: &reqwest::Client, transferred: &Arc<
     }
     let total =
         response.headers().get(CONTENT_RANGE)?.to_str().ok()?.strip_prefix("bytes 0-0/")?.parse::<u64>().ok()?;
-    let body = response.bytes().await.ok()?;
-    transferred.fetch_add(body.len() as u64, Ordering::Relaxed);
+    // One byte was asked for; whatever a server sends beyond a few is not read.
+    let body = crate::read_capped(response, 64).await.ok()?;
+    transferred.fetch_add(body.bytes.len() as u64, Ordering::Relaxed);
     Some(total)
 }
 
@@ -344,7 +350,9 @@ pub async fn check_image(url: &str, client: &reqwest::Client, transferred: &Arc<
             return findings;
         }
     };
-    let Ok(bytes) = response.bytes().await else { return findings };
+    // Only the signature is judged; a display image is a small PNG, so more than this is not read.
+    let Ok(body) = crate::read_capped(response, MAX_IMAGE_BYTES).await else { return findings };
+    let bytes = body.bytes;
     transferred.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         findings.push(Finding::warning(

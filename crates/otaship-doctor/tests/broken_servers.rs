@@ -191,6 +191,14 @@ enum LinkStyle {
     UnencodedWithQuery,
 }
 
+/// Which response goes on without end (a gibibyte of padding after its real content).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endless {
+    Page,
+    Manifest,
+    Icon,
+}
+
 /// What a test server serves, with one thing (or none) wrong.
 #[derive(Clone)]
 struct Site {
@@ -201,6 +209,7 @@ struct Site {
     manifest_status: StatusCode,
     link: LinkStyle,
     ipa_serving: IpaServing,
+    endless: Option<Endless>,
 }
 
 impl Site {
@@ -213,6 +222,7 @@ impl Site {
             manifest_status: StatusCode::OK,
             link: LinkStyle::Encoded,
             ipa_serving: IpaServing::File,
+            endless: None,
         }
     }
 
@@ -239,6 +249,7 @@ impl Site {
             gzipped: Bytes::from(gzip(&self.ipa)),
             ipa: Bytes::from(self.ipa.clone()),
             ipa_serving: self.ipa_serving,
+            endless: self.endless,
         };
         Router::new()
             .route("/", get(page_handler))
@@ -297,6 +308,7 @@ struct Content {
     ipa: Bytes,
     gzipped: Bytes,
     ipa_serving: IpaServing,
+    endless: Option<Endless>,
 }
 
 /// A server running on loopback; stops when dropped.
@@ -377,19 +389,38 @@ fn respond(status: StatusCode, headers: &[(HeaderName, String)], body: impl Into
     response
 }
 
+/// What a server sends after a response's real content when it never ends it: a gibibyte of
+/// spaces in 64 KiB chunks, streamed without a length. Bounded, so that a client that reads it
+/// all fails the test by its memory and time rather than hanging it.
+const ENDLESS_BYTES: usize = 1 << 30;
+
+/// `content`, then [`ENDLESS_BYTES`] of padding, if `endless` names this response; else `content`.
+fn maybe_endless(endless: bool, content: Bytes) -> Body {
+    if !endless {
+        return Body::from(content);
+    }
+    let padding = Bytes::from(vec![b' '; 64 << 10]);
+    let chunks = ENDLESS_BYTES / padding.len();
+    let rest = futures_util::stream::iter((0..chunks).map(move |_| Ok::<Bytes, Infallible>(padding.clone())));
+    Body::from_stream(futures_util::StreamExt::chain(futures_util::stream::iter([Ok(content)]), rest))
+}
+
 async fn page_handler(State(content): State<Arc<Content>>) -> Response {
-    respond(StatusCode::OK, &[(header::CONTENT_TYPE, "text/html; charset=utf-8".into())], content.page.clone())
+    let body = maybe_endless(content.endless == Some(Endless::Page), Bytes::from(content.page.clone()));
+    respond(StatusCode::OK, &[(header::CONTENT_TYPE, "text/html; charset=utf-8".into())], body)
 }
 
 async fn manifest_handler(State(content): State<Arc<Content>>) -> Response {
     if content.manifest_status != StatusCode::OK {
         return respond(content.manifest_status, &[(header::CONTENT_TYPE, "text/plain".into())], "no such manifest");
     }
-    respond(StatusCode::OK, &[(header::CONTENT_TYPE, "text/xml".into())], content.manifest.clone())
+    let body = maybe_endless(content.endless == Some(Endless::Manifest), Bytes::from(content.manifest.clone()));
+    respond(StatusCode::OK, &[(header::CONTENT_TYPE, "text/xml".into())], body)
 }
 
-async fn icon_handler() -> Response {
-    respond(StatusCode::OK, &[(header::CONTENT_TYPE, "image/png".into())], Bytes::from_static(ICON))
+async fn icon_handler(State(content): State<Arc<Content>>) -> Response {
+    let body = maybe_endless(content.endless == Some(Endless::Icon), Bytes::from_static(ICON));
+    respond(StatusCode::OK, &[(header::CONTENT_TYPE, "image/png".into())], body)
 }
 
 /// The `.ipa` (GET and HEAD: axum answers HEAD with GET's headers), as `ipa_serving` says.
@@ -598,6 +629,31 @@ async fn an_unencoded_manifest_url_with_a_query_is_link_url_not_encoded() {
     assert_errors(&report, &["link-url-not-encoded"]);
     // What iOS fetches: the URL cut at the raw &.
     assert_eq!(report.manifest_url.as_deref(), Some(format!("{}/m.plist?a=1", server.base()).as_str()));
+}
+
+/// A page, manifest or display image that never ends is read up to a cap, never whole: the
+/// page's link is still found in its first bytes, an endless manifest is `manifest-too-large`,
+/// and an endless image is judged by its start. The doctor (and the server's Diagnose page)
+/// stays within a few MiB whatever the server sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_that_never_end_are_read_up_to_a_cap() {
+    let pki = Pki::new();
+    for (endless, errors) in
+        [(Endless::Page, &[][..]), (Endless::Manifest, &["manifest-too-large"][..]), (Endless::Icon, &[][..])]
+    {
+        let server = Site { endless: Some(endless), ..Site::healthy() }.start_tls(&pki).await;
+        let report = diagnose_site(&server, &pki).await;
+        if errors.is_empty() {
+            assert_eq!(error_codes(&report), Vec::<&str>::new(), "{endless:?}: {:#?}", report.findings);
+        } else {
+            assert_errors(&report, errors);
+        }
+        assert!(
+            report.bytes_transferred < 8 << 20,
+            "{endless:?}: {} bytes read from a body that never ends",
+            report.bytes_transferred
+        );
+    }
 }
 
 // 9.
