@@ -1,8 +1,9 @@
 //! Benchmarks that print figures; they are never run as tests (see docs/PERFORMANCE.md).
 //!
-//! - `otaship-bench inspect [DIR]`: builds a 1 GiB `.ipa` (a large stored asset beside a
-//!   realistic app: 3,000 files, an icon, a profile) and inspects it repeatedly, printing
-//!   wall time and exactly how many bytes the reader asked of the file.
+//! - `otaship-bench inspect [DIR] [--ipa PATH]`: builds a 1 GiB `.ipa` (a large stored asset
+//!   beside a realistic app: 3,000 files, an icon, a profile), or takes the one `make-ipa` wrote
+//!   to `PATH`, and inspects it repeatedly, printing wall time and exactly how many bytes the
+//!   reader asked of the file.
 //! - `otaship-bench hostile-corpus DIR`: writes the hostile archives that `bench/inspect`
 //!   feeds to the real binary to measure its time and peak memory on each.
 //! - `otaship-bench make-ipa PATH [--asset-bytes N] [--build B]`: writes the same 1 GiB `.ipa`
@@ -11,9 +12,12 @@
 //! - `otaship-bench s3-server --root DIR --listen ADDR --access-key K --secret-key S
 //!   [--read-chunk N]`: an S3-compatible server (s3s-fs, object bodies read in chunks of N
 //!   bytes, default 1 MiB; 0 for s3s-fs's own 4 KiB reads) for `bench/scale`; runs until killed.
-//! - `otaship-bench download-load --urls U1,U2 --clients N --duration 20s [--expect-bytes N]`:
-//!   N clients downloading one after another for that long; prints throughput, downloads,
-//!   errors and latency percentiles of a whole download.
+//! - `otaship-bench download-load --urls U1,U2 --clients N --duration 20s [--expect-bytes N]
+//!   [--ca FILE]`: N clients downloading one after another for that long; prints throughput,
+//!   downloads, errors and latency percentiles of a whole download.
+//! - `otaship-bench mixed-load ...` (see its usage): for `bench/load`, clients downloading one
+//!   build whole and others uploading new builds, all at once for a fixed time, while the
+//!   server's memory and CPU are watched; prints figures and a verdict per target.
 //! - `otaship-bench upload-visible --to URL --poll URL --token T FILE...`: uploads each file to
 //!   one instance and times until another serves its install page.
 
@@ -34,8 +38,16 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("inspect") => {
-            let dir = args.get(1).map_or_else(std::env::temp_dir, PathBuf::from);
-            inspect_large(&dir)
+            let usage = "usage: otaship-bench inspect [DIR] [--ipa PATH]";
+            let (positional, mut flags) = parse_flags(&args[1..], usage)?;
+            let given = flags.remove("ipa").map(PathBuf::from);
+            no_more_flags(flags, usage)?;
+            let dir = match positional.as_slice() {
+                [] => std::env::temp_dir(),
+                [dir] => PathBuf::from(dir),
+                _ => bail!(usage),
+            };
+            inspect_large(&dir, given.as_deref())
         }
         Some("hostile-corpus") => {
             let dir = args.get(1).context("usage: otaship-bench hostile-corpus DIR")?;
@@ -78,30 +90,58 @@ fn main() -> Result<()> {
             s3::serve(settings)
         }
         Some("download-load") => {
-            let usage = "usage: otaship-bench download-load --urls U1,U2 --clients N --duration 20s [--expect-bytes N]";
+            let usage = "usage: otaship-bench download-load --urls U1,U2 --clients N --duration 20s [--expect-bytes N] \
+                         [--ca FILE]";
             let (positional, mut flags) = parse_flags(&args[1..], usage)?;
             let urls = flags.remove("urls").with_context(|| format!("--urls is missing; {usage}"))?;
-            let clients = flags.remove("clients").unwrap_or_else(|| "1".to_owned());
-            let duration = flags.remove("duration").unwrap_or_else(|| "20s".to_owned());
-            let seconds: f64 = duration
-                .strip_suffix('s')
-                .unwrap_or(&duration)
-                .parse()
-                .with_context(|| format!("--duration {duration:?} (write it like 20s)"))?;
-            let expect_bytes = match flags.remove("expect-bytes") {
-                Some(text) => Some(text.parse().with_context(|| format!("--expect-bytes {text:?}"))?),
-                None => None,
-            };
+            let clients = number(flags.remove("clients"), "clients")?.unwrap_or(1);
+            let duration = duration(flags.remove("duration"))?.unwrap_or(Duration::from_secs(20));
+            let expect_bytes = number(flags.remove("expect-bytes"), "expect-bytes")?;
+            let ca = flags.remove("ca").map(PathBuf::from);
             if !positional.is_empty() {
                 bail!(usage);
             }
             no_more_flags(flags, usage)?;
             load::download_load(load::LoadSettings {
                 urls: urls.split(',').filter(|url| !url.is_empty()).map(str::to_owned).collect(),
-                clients: clients.parse().with_context(|| format!("--clients {clients:?}"))?,
-                duration: Duration::try_from_secs_f64(seconds).with_context(|| format!("--duration {duration:?}"))?,
+                clients,
+                duration,
                 expect_bytes,
+                ca,
             })
+        }
+        Some("mixed-load") => {
+            let usage = "usage: otaship-bench mixed-load --download-url URL --expect-bytes N --expect-sha256 HEX \
+                         [--download-clients 200] [--verify-every 10] --upload-to BASE_URL --token T \
+                         [--upload-clients 10] [--upload-asset-bytes 15728640] [--duration 60s] [--ca FILE] \
+                         [--server-pid PID] [--clock-ticks 100] [--memory-target-mib 300]";
+            let (positional, mut flags) = parse_flags(&args[1..], usage)?;
+            if !positional.is_empty() {
+                bail!(usage);
+            }
+            let mut take = |name: &str| flags.remove(name);
+            let required =
+                |value: Option<String>, name: &str| value.with_context(|| format!("--{name} is missing; {usage}"));
+            let settings = load::MixedSettings {
+                download_url: required(take("download-url"), "download-url")?,
+                download_clients: number(take("download-clients"), "download-clients")?.unwrap_or(200),
+                expect_bytes: required(take("expect-bytes"), "expect-bytes")
+                    .and_then(|text| number(Some(text), "expect-bytes"))?
+                    .unwrap_or_default(),
+                expect_sha256: required(take("expect-sha256"), "expect-sha256")?,
+                verify_every: number(take("verify-every"), "verify-every")?.unwrap_or(10),
+                upload_to: required(take("upload-to"), "upload-to")?,
+                upload_clients: number(take("upload-clients"), "upload-clients")?.unwrap_or(10),
+                upload_asset_bytes: number(take("upload-asset-bytes"), "upload-asset-bytes")?.unwrap_or(15 << 20),
+                token: required(take("token"), "token")?,
+                duration: duration(take("duration"))?.unwrap_or(Duration::from_secs(60)),
+                ca: take("ca").map(PathBuf::from),
+                server_pid: number(take("server-pid"), "server-pid")?,
+                clock_ticks: number(take("clock-ticks"), "clock-ticks")?.unwrap_or(100),
+                memory_target_mib: number(take("memory-target-mib"), "memory-target-mib")?.unwrap_or(300.0),
+            };
+            no_more_flags(flags, usage)?;
+            load::mixed_load(settings)
         }
         Some("upload-visible") => {
             let usage = "usage: otaship-bench upload-visible --to URL --poll URL --token T FILE...";
@@ -118,7 +158,7 @@ fn main() -> Result<()> {
         }
         _ => bail!(
             "usage: otaship-bench inspect [DIR] | hostile-corpus DIR | make-ipa PATH [...] | s3-server ... | \
-             download-load ... | upload-visible ..."
+             download-load ... | mixed-load ... | upload-visible ..."
         ),
     }
 }
@@ -144,6 +184,28 @@ fn parse_flags(args: &[String], usage: &str) -> Result<(Vec<String>, HashMap<Str
         }
     }
     Ok((positional, flags))
+}
+
+/// A flag's value as a number, if the flag was given.
+fn number<T: std::str::FromStr>(value: Option<String>, name: &str) -> Result<Option<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    value.map(|text| text.parse().with_context(|| format!("--{name} {text:?}"))).transpose()
+}
+
+/// A `--duration` such as `20s` (or `20`), if given.
+fn duration(value: Option<String>) -> Result<Option<Duration>> {
+    value
+        .map(|text| {
+            let seconds: f64 = text
+                .strip_suffix('s')
+                .unwrap_or(&text)
+                .parse()
+                .with_context(|| format!("--duration {text:?} (write it like 20s)"))?;
+            Duration::try_from_secs_f64(seconds).with_context(|| format!("--duration {text:?}"))
+        })
+        .transpose()
 }
 
 fn no_more_flags(flags: HashMap<String, String>, usage: &str) -> Result<()> {
@@ -193,14 +255,26 @@ fn large_app(asset: u64, build: Option<&str>) -> IpaBuilder {
     })
 }
 
-fn inspect_large(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join("otaship-bench-1gib.ipa");
-    let started = Instant::now();
-    let size = large_app(1 << 30, None)
-        .zip()
-        .write_to(BufWriter::new(File::create(&path).context("create the benchmark .ipa")?))?;
-    println!("built {} ({} bytes, {} entries) in {:.1?}", path.display(), size, 3_006, started.elapsed());
+/// Inspects the 1 GiB `.ipa` 30 times: `given` (written by `make-ipa`, which writes the same
+/// archive), or one built in `dir` and deleted afterwards.
+fn inspect_large(dir: &Path, given: Option<&Path>) -> Result<()> {
+    let (path, size) = match given {
+        Some(path) => {
+            let size = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?.len();
+            println!("inspecting {} ({size} bytes, written by make-ipa)", path.display());
+            (path.to_owned(), size)
+        }
+        None => {
+            std::fs::create_dir_all(dir)?;
+            let path = dir.join("otaship-bench-1gib.ipa");
+            let started = Instant::now();
+            let size = large_app(1 << 30, None)
+                .zip()
+                .write_to(BufWriter::new(File::create(&path).context("create the benchmark .ipa")?))?;
+            println!("built {} ({} bytes, {} entries) in {:.1?}", path.display(), size, 3_006, started.elapsed());
+            (path, size)
+        }
+    };
 
     let runs = 30;
     let mut times = Vec::with_capacity(runs);
@@ -230,7 +304,15 @@ fn inspect_large(dir: &Path) -> Result<()> {
         bytes as f64 / f64::from(1 << 20),
         bytes as f64 * 100.0 / size as f64
     );
-    std::fs::remove_file(&path)?;
+    println!("RESULT inspect.size={size}");
+    println!("RESULT inspect.median_ms={:.2}", ms(median));
+    println!("RESULT inspect.min_ms={:.2}", ms(times[0]));
+    println!("RESULT inspect.max_ms={:.2}", ms(times[runs - 1]));
+    println!("RESULT inspect.bytes_read={bytes}");
+    println!("RESULT inspect.reads={reads}");
+    if given.is_none() {
+        std::fs::remove_file(&path)?;
+    }
     Ok(())
 }
 
