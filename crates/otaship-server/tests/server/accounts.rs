@@ -148,18 +148,7 @@ async fn upload_tokens_upload_and_nothing_else() {
     }
 
     // No token, a wrong one, a revoked one: 401 on both kinds of route.
-    let revoked = server.create_token("old ci", Scope::Upload).await;
-    let revoked_id = server
-        .state
-        .db
-        .list_tokens()
-        .await
-        .expect("tokens")
-        .into_iter()
-        .find(|token| token.name == "old ci")
-        .expect("listed")
-        .id;
-    server.state.db.revoke_token(&revoked_id).await.expect("revoke");
+    let revoked = server.revoked_token("old ci", Scope::Upload).await;
     for token in [None, Some("ots_wrong"), Some(revoked.as_str())] {
         let (status, answer) = call(&server, Method::GET, "/api/v1/apps", token, None).await;
         assert_error(status, &answer, StatusCode::UNAUTHORIZED, "unauthorized");

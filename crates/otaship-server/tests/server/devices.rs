@@ -14,7 +14,7 @@ use plist::{Dictionary, Value as Plist};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{FIXTURES, Server, UiClient};
+use crate::support::{FIXTURES, Server, UiClient, uploaded};
 
 /// A certificate authority that issues device certificates, and one device's identity: made
 /// with the `openssl` command (the same tool then signs replies, independently of otaship's
@@ -244,12 +244,6 @@ pub(crate) fn build_for(
         );
     }
     builder.to_bytes()
-}
-
-async fn uploaded(server: &Server, ipa: Vec<u8>) -> Value {
-    let response = server.upload(ipa).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.expect("JSON")
 }
 
 const UDID: &str = "00008030-001544522E60802E";

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::backends::{self, S3Process};
-use crate::support::{Server, UiClient};
+use crate::support::{Server, UiClient, uploaded};
 use crate::uploads::{Api, MIB, random_ipa, sha256_hex, str_of};
 
 /// A PostgreSQL cluster of this test's own, in a temporary directory, listening on loopback
@@ -191,12 +191,6 @@ async fn page_of(response: reqwest::Response) -> (StatusCode, String) {
 async fn readyz(server: &Server) -> (StatusCode, String) {
     let response = server.client().get(format!("{}/readyz", server.base)).send().await.expect("readyz");
     (response.status(), response.text().await.expect("text"))
-}
-
-async fn uploaded(server: &Server, ipa: Vec<u8>) -> Value {
-    let response = server.upload(ipa).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.expect("JSON")
 }
 
 async fn build_count(server: &Server, app: &str) -> usize {

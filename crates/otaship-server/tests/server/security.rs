@@ -22,7 +22,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::backends::{self, Backend};
-use crate::support::{Server, UiClient, install_href, manifest_url_of};
+use crate::support::{Server, UiClient, install_href, manifest_url_of, upload_to};
 
 // ---------------------------------------------------------------------------------------------
 // The route table
@@ -344,25 +344,10 @@ fn last_segment(url: &str) -> String {
     url.rsplit('/').next().expect("a segment").to_owned()
 }
 
-/// Uploads a build to `channel` with the admin token; its JSON.
-async fn upload_build(server: &Server, ipa: Vec<u8>, channel: &str) -> Value {
-    let response = server
-        .client()
-        .post(format!("{}/api/v1/builds?channel={channel}", server.base))
-        .bearer_auth(&server.token)
-        .header("content-type", "application/octet-stream")
-        .body(ipa)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.expect("JSON")
-}
-
 /// Makes a build, a resumable upload, a device, a share link, a webhook, an account and a
 /// retention rule.
 async fn populate(server: &Server) -> Ids {
-    let build = upload_build(server, installable(BUNDLE_ID, "Guarded", "1.0"), CHANNEL).await;
+    let build = upload_to(server, installable(BUNDLE_ID, "Guarded", "1.0"), CHANNEL, "").await;
     let (status, upload) = admin_api(
         server,
         Method::POST,
@@ -495,18 +480,7 @@ async fn every_api_route_refuses_missing_wrong_malformed_and_too_weak_tokens() {
     let mut server = Server::start().await;
     let ids = populate(&server).await;
     let upload_token = server.create_token("ci", Scope::Upload).await;
-    let revoked = server.create_token("gone", Scope::Admin).await;
-    let revoked_id = server
-        .state
-        .db
-        .list_tokens()
-        .await
-        .expect("tokens")
-        .into_iter()
-        .find(|token| token.name == "gone")
-        .expect("the token")
-        .id;
-    server.state.db.revoke_token(&revoked_id).await.expect("revoke");
+    let revoked = server.revoked_token("gone", Scope::Admin).await;
     let (browser, _) = token_session(&server).await;
     let session_cookie = browser.cookie.clone().expect("cookie");
     let wrong = tokens::generate();
@@ -1170,7 +1144,7 @@ async fn text_holding_a_nul_is_refused_before_it_is_stored() {
     assert_eq!(server.blob_keys().await, Vec::<String>::new(), "nothing refused was stored");
 
     // The same file with clean text is a build; a link label with a NUL or a line break is not.
-    let build = upload_build(&server, ipa, "default").await;
+    let build = upload_to(&server, ipa, "default", "").await;
     let links = format!("/api/v1/builds/{}/links", text(&build, "id"));
     for label in ["qa\0team", "qa\nteam"] {
         let response = server

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::support::{Server, UiClient, install_href, manifest_url_of};
+use crate::support::{Server, UiClient, install_href, manifest_url_of, upload_to};
 
 /// What the iOS installer sends when it fetches a manifest and the `.ipa`.
 const INSTALLER_AGENT: &str =
@@ -28,21 +28,6 @@ fn build_ipa(bundle_id: &str, name: &str, version: &str) -> Vec<u8> {
         .info("CFBundleVersion", version)
         .profile(profile_plist(&format!("ABCDE12345.{bundle_id}"), None, true, false, far))
         .to_bytes()
-}
-
-/// Uploads `ipa` to `channel` with metadata, and returns the build's JSON.
-async fn upload_to(server: &Server, ipa: Vec<u8>, channel: &str, query: &str) -> Value {
-    let response = server
-        .client()
-        .post(format!("{}/api/v1/builds?channel={channel}{query}", server.base))
-        .bearer_auth(&server.token)
-        .header("content-type", "application/octet-stream")
-        .body(ipa)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.expect("JSON")
 }
 
 async fn api(server: &Server, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {

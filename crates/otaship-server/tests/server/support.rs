@@ -173,6 +173,15 @@ impl Server {
         token
     }
 
+    /// A token that was made with this scope and then revoked; returns its secret.
+    pub async fn revoked_token(&self, name: &str, scope: tokens::Scope) -> String {
+        let token = self.create_token(name, scope).await;
+        let listed = self.state.db.list_tokens().await.expect("tokens");
+        let id = listed.into_iter().find(|listed| listed.name == name).expect("the token is listed").id;
+        self.state.db.revoke_token(&id).await.expect("revoke");
+        token
+    }
+
     /// A new account with this role and a generated password; returns the password.
     pub async fn create_account(&self, username: &str, role: otaship_server::accounts::Role) -> String {
         let password = otaship_server::accounts::generate_password();
@@ -369,4 +378,27 @@ impl UiClient {
         }
         request.send().await.expect("upload")
     }
+}
+
+/// Uploads a build with the admin token, which must be created (`201`); its JSON.
+pub async fn uploaded(server: &Server, ipa: Vec<u8>) -> Value {
+    let response = server.upload(ipa).await;
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    response.json().await.expect("JSON")
+}
+
+/// Uploads `ipa` to `channel` with the admin token (`query` adds parameters, such as
+/// `&meta=git_branch=main`); the build must be created (`201`). Its JSON.
+pub async fn upload_to(server: &Server, ipa: Vec<u8>, channel: &str, query: &str) -> Value {
+    let response = server
+        .client()
+        .post(format!("{}/api/v1/builds?channel={channel}{query}", server.base))
+        .bearer_auth(&server.token)
+        .header("content-type", "application/octet-stream")
+        .body(ipa)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    response.json().await.expect("JSON")
 }

@@ -18,7 +18,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::support::{Server, UiClient};
+use crate::support::{Server, UiClient, uploaded};
 
 /// One request the receiver got.
 #[derive(Clone)]
@@ -157,12 +157,6 @@ async fn settled(server: &Server, webhook_id: &str, delivery_id: &str) -> Value 
         }
     };
     tokio::time::timeout(Duration::from_secs(60), look).await.expect("the delivery settles")
-}
-
-async fn uploaded(server: &Server, ipa: Vec<u8>) -> Value {
-    let response = server.upload(ipa).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.expect("JSON")
 }
 
 /// An ad-hoc build whose profile expires at `expires`, with an extension whose own profile
