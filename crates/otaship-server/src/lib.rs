@@ -67,6 +67,8 @@ pub struct AppState {
     pub sharing: Arc<sharing::Sharing>,
     /// The webhook delivery worker's wake-up call and HTTP client.
     pub webhooks: Arc<webhooks::Webhooks>,
+    /// Install events on their way to the database.
+    pub analytics: Arc<analytics::Recorder>,
 }
 
 /// Where the server really listens.
@@ -118,6 +120,7 @@ impl AppState {
             devices,
             sharing,
             webhooks: Arc::new(webhooks::Webhooks::new().context("cannot set up the webhook client")?),
+            analytics: Arc::new(analytics::Recorder::start(db.clone())),
             storage,
             config: Arc::new(config),
             db,

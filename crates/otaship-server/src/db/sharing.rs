@@ -340,22 +340,28 @@ impl Db {
         Ok(channels)
     }
 
-    /// Records one event.
-    pub async fn record_event(&self, id: &str, event: &Event) -> Result<(), DbError> {
+    /// Records events in one transaction, each at the time it happened: one commit (one
+    /// `fsync`) for a whole batch instead of one per page view. An event whose build was deleted
+    /// meanwhile is dropped, as the build's other events were.
+    pub async fn record_events(&self, events: &[(Event, OffsetDateTime)]) -> Result<(), DbError> {
         with_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO install_events (id, build_id, link_id, kind, at, device_model, os_version) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(id)
-            .bind(&event.build_id)
-            .bind(&event.link_id)
-            .bind(event.kind.as_str())
-            .bind(timestamp(OffsetDateTime::now_utc()))
-            .bind(&event.device_model)
-            .bind(&event.os_version)
-            .execute(pool)
-            .await?;
+            let mut transaction = pool.begin().await?;
+            for (event, at) in events {
+                sqlx::query(
+                    "INSERT INTO install_events (id, build_id, link_id, kind, at, device_model, os_version) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM builds WHERE id = $2)",
+                )
+                .bind(crate::tokens::random_hex(16))
+                .bind(&event.build_id)
+                .bind(&event.link_id)
+                .bind(event.kind.as_str())
+                .bind(timestamp(*at))
+                .bind(&event.device_model)
+                .bind(&event.os_version)
+                .execute(&mut *transaction)
+                .await?;
+            }
+            transaction.commit().await?;
         });
         Ok(())
     }

@@ -69,6 +69,7 @@ pub(crate) struct LinkView {
 
 impl LinkView {
     async fn new(state: &AppState, link: &LinkRow, base: &str) -> Result<LinkView, ApiError> {
+        state.analytics.flush().await;
         Ok(LinkView {
             id: link.id.clone(),
             url: link_url(base, link),
@@ -135,6 +136,7 @@ pub async fn build_page(
         Err(other) => return Err(other.into()),
     };
     let base = base_url(&state, &headers);
+    state.analytics.flush().await;
     let total = state.db.build_event_counts(&build.id).await?;
     let devices = state
         .db

@@ -74,6 +74,7 @@ pub struct LinkJson {
 
 impl LinkJson {
     async fn new(state: &AppState, link: &LinkRow, base: &str) -> Result<LinkJson, ApiError> {
+        state.analytics.flush().await;
         Ok(LinkJson {
             id: link.id.clone(),
             url: link_url(base, link),
@@ -457,6 +458,7 @@ pub async fn build_analytics(
 
 /// A build's analytics (the API's and the build page's).
 pub(crate) async fn analytics_of(state: &AppState, build: &BuildRow) -> Result<AnalyticsJson, ApiError> {
+    state.analytics.flush().await;
     let total = state.db.build_event_counts(&build.id).await?;
     let devices = state
         .db
