@@ -341,5 +341,7 @@ pub async fn serve(
     if let Some(helper) = helper {
         helper.await.context("the HTTP helper failed")?.context("the HTTP helper stopped")?;
     }
+    // The last requests' install events are still queued: a clean stop writes them.
+    state.analytics.flush().await;
     served
 }
