@@ -520,10 +520,15 @@ impl Db {
                         // A COMMIT that fails on a full disk is rolled back by SQLite itself; the
                         // driver's own ROLLBACK then fails, and it keeps counting the connection
                         // as inside a transaction, so that every later transaction on it would
-                        // fail. Such a connection is closed (the pool opens a fresh one). The
-                        // ping first lets a rollback that a dropped transaction queued run.
+                        // fail. Such a connection is closed (the pool opens a fresh one). Only a
+                        // connection that still counts as inside one is looked at again, after a
+                        // ping that lets a rollback queued by a dropped transaction run: the
+                        // usual release costs nothing.
                         .after_release(|connection, _| {
                             Box::pin(async move {
+                                if !sqlx::Connection::is_in_transaction(&*connection) {
+                                    return Ok(true);
+                                }
                                 sqlx::Connection::ping(&mut *connection).await?;
                                 Ok(!sqlx::Connection::is_in_transaction(&*connection))
                             })

@@ -369,7 +369,7 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<usize> {
     // disk, also the folders a crash left empty (or holding only a blob's temporary name): no
     // blob lists them, but they would pile up.
     let stored = state.storage.list_blobs().await?;
-    let folders = local_build_folders(state).await?;
+    let folders = state.storage.build_folders().await?;
     let known: std::collections::HashSet<String> = state.db.build_ids().await?.into_iter().collect();
     let grace = if state.storage.is_local() { std::time::Duration::ZERO } else { SHARED_GRACE };
     let now = std::time::SystemTime::now();
@@ -396,31 +396,4 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<usize> {
         }
     }
     Ok(removed)
-}
-
-/// Ids of the build folders on local disk, whatever they hold (none on object storage, which has
-/// no folders). A crash between creating a build's folder and moving its first blob in leaves a
-/// folder with nothing in it, which [`crate::storage::Storage::list_blobs`] cannot see.
-async fn local_build_folders(state: &AppState) -> io::Result<Vec<String>> {
-    let crate::config::StorageSetting::Local(root) = &state.config.storage else {
-        return Ok(Vec::new());
-    };
-    let mut entries = match tokio::fs::read_dir(root.join("builds")).await {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(error),
-    };
-    let mut ids = Vec::new();
-    while let Some(entry) = entries.next_entry().await? {
-        let name = entry.file_name();
-        // Only what a build id looks like: `delete_build` refuses anything else anyway.
-        let plausible = |id: &&str| (1..=64).contains(&id.len()) && id.bytes().all(|byte| byte.is_ascii_hexdigit());
-        let Some(id) = name.to_str().filter(plausible) else {
-            continue;
-        };
-        if entry.file_type().await?.is_dir() {
-            ids.push(id.to_owned());
-        }
-    }
-    Ok(ids)
 }

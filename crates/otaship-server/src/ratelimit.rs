@@ -1,8 +1,9 @@
 //! Limits on failed attempts (wrong passwords, wrong tokens at sign-in, device replies that do
 //! not check out), per key: a client's address, a username, a share link; and on uses of what
-//! costs the server every time ([`count_use`]: enrollment profiles, each signed and remembered). Failures are rows in the database (`auth_failures`), so
-//! that every instance behind a load balancer counts the same ones; rows older than
-//! [`MAX_WINDOW`] are pruned whenever a failure is recorded.
+//! costs the server every time ([`count_use`]: enrollment profiles, each signed and
+//! remembered). Failures are rows in the database (`auth_failures`), so that every instance
+//! behind a load balancer counts the same ones; rows older than [`MAX_WINDOW`] are pruned
+//! whenever a failure is recorded.
 //!
 //! The caller takes [`one_at_a_time`], checks before doing the costly or sensitive work,
 //! records a failure when the attempt fails, and clears the key when it succeeds. Within an
